@@ -1,0 +1,401 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the name of the bbolt file inside the data dir.
+const FileName = "dynamo.db"
+
+// MaxKeySize is the longest key or meta name accepted, in bytes (bbolt's limit).
+const MaxKeySize = bolt.MaxKeySize
+
+const (
+	defaultMaxBatchDelay = time.Millisecond
+	defaultLockTimeout   = time.Second
+)
+
+var (
+	bucketObjects = []byte("objects")
+	bucketMeta    = []byte("meta")
+	bucketHints   = []byte("hints")
+)
+
+// Options tunes a DB. The zero value is ready for production.
+type Options struct {
+	// MaxBatchDelay bounds how long a write waits for others to share its
+	// fsync. Zero means 1ms.
+	MaxBatchDelay time.Duration
+
+	// MaxBatchSize bounds how many writes share one transaction and fsync; a
+	// full batch commits without waiting for MaxBatchDelay. Zero means
+	// bbolt's default (1000).
+	MaxBatchSize int
+
+	// LockTimeout bounds how long Open waits for another holder of the data
+	// dir to let go before failing with ErrLocked. Zero means 1s.
+	LockTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBatchDelay == 0 {
+		o.MaxBatchDelay = defaultMaxBatchDelay
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = defaultLockTimeout
+	}
+	return o
+}
+
+// DB is a node's open store. Its methods are safe for concurrent use.
+type DB struct {
+	path   string
+	bolt   *bolt.DB
+	closed atomic.Bool // set once by Close; bbolt itself rejects later use
+}
+
+// Open opens (creating if needed) the store in dir. dir is created with mode
+// 0o700 if missing.
+func Open(dir string, opts Options) (*DB, error) {
+	if dir == "" {
+		return nil, errors.New("store: open: empty data dir")
+	}
+	if opts.MaxBatchDelay < 0 || opts.MaxBatchSize < 0 || opts.LockTimeout < 0 {
+		return nil, fmt.Errorf("store: open: negative option in %+v", opts)
+	}
+	opts = opts.withDefaults()
+
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: another process holds the data dir (waited %v): %w",
+			path, opts.LockTimeout, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	bdb.MaxBatchDelay = opts.MaxBatchDelay
+	if opts.MaxBatchSize > 0 {
+		bdb.MaxBatchSize = opts.MaxBatchSize
+	}
+
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketObjects, bucketMeta, bucketHints} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("store: create top buckets in %s: %w", path, err)
+	}
+	return &DB{path: path, bolt: bdb}, nil
+}
+
+// Close waits for running transactions and releases the file. A pending
+// Update that has not committed yet returns ErrClosed.
+func (db *DB) Close() error {
+	if db.closed.Swap(true) {
+		return ErrClosed
+	}
+	if err := db.bolt.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// Path returns the path of the bbolt file.
+func (db *DB) Path() string { return db.path }
+
+// Get returns a copy of the stored value, or nil (no error) when absent.
+func (db *DB) Get(partition uint32, key []byte) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	var val []byte
+	err := db.view(func(tx *bolt.Tx) error {
+		if b := partitionBucket(tx, partition); b != nil {
+			val = bytes.Clone(b.Get(key))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: get from partition %d: %w", partition, err)
+	}
+	return val, nil
+}
+
+// Update atomically replaces the value of key with fn(old) and returns the
+// value stored, durably. The returned slice is owned by the caller.
+//
+// old is nil when the key is absent and is valid only during fn. fn may be
+// called more than once, so it must be free of side effects other than its
+// result. If fn returns a nil slice and nil error, the key is deleted and
+// Update returns nil. If fn returns ErrNoChange, nothing is written and Update
+// returns a copy of old without waiting for an fsync. Any other error from fn
+// is returned as is, with nothing written.
+func (db *DB) Update(partition uint32, key []byte, fn func(old []byte) ([]byte, error)) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+
+	// First run fn against a snapshot. When it declines to write we answer
+	// from there: no fsync to wait for, and no failing call inside a batch,
+	// which would make bbolt roll back and rerun every other call in it.
+	var (
+		current []byte
+		fnErr   error
+		writes  bool
+	)
+	err := db.view(func(tx *bolt.Tx) error {
+		var old []byte
+		if b := partitionBucket(tx, partition); b != nil {
+			old = b.Get(key)
+		}
+		next, err := fn(old)
+		switch {
+		case errors.Is(err, ErrNoChange):
+			current = bytes.Clone(old)
+		case err != nil:
+			fnErr = err
+		case next == nil && old == nil:
+			// Deleting an absent key.
+		default:
+			writes = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: update partition %d: %w", partition, err)
+	}
+	if !writes {
+		return current, fnErr
+	}
+
+	// The key may have changed since the snapshot, so fn runs again on the
+	// value inside the write transaction. bbolt may rerun this closure, so
+	// it sets every result on each run.
+	var stored []byte
+	err = db.batch(func(tx *bolt.Tx) error {
+		stored, fnErr = nil, nil
+		name := partitionName(partition)
+		objects := tx.Bucket(bucketObjects)
+		b := objects.Bucket(name)
+		var old []byte
+		if b != nil {
+			old = b.Get(key)
+		}
+		next, err := fn(old)
+		switch {
+		case errors.Is(err, ErrNoChange):
+			stored = bytes.Clone(old)
+			return nil
+		case err != nil:
+			// Not returned to bbolt: that would roll back the whole batch.
+			fnErr = err
+			return nil
+		case next == nil:
+			if b == nil {
+				return nil
+			}
+			return b.Delete(key)
+		}
+		if b == nil {
+			if b, err = objects.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		// Copy: next may alias old, which points into the memory map that
+		// this transaction may remap before its pages are written.
+		stored = bytes.Clone(next)
+		return b.Put(key, stored)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: update partition %d: %w", partition, err)
+	}
+	if fnErr != nil {
+		return nil, fnErr
+	}
+	return stored, nil
+}
+
+// Scan calls fn for every key of the partition in key order, inside one read
+// transaction. key and value are valid only during the call. An error from fn
+// stops the scan and is returned as is.
+func (db *DB) Scan(partition uint32, fn func(key, value []byte) error) error {
+	var fnErr error
+	err := db.view(func(tx *bolt.Tx) error {
+		b := partitionBucket(tx, partition)
+		if b == nil {
+			return nil
+		}
+		fnErr = b.ForEach(fn)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: scan partition %d: %w", partition, err)
+	}
+	return fnErr
+}
+
+// Partitions returns the partition numbers that hold at least one key,
+// ascending.
+func (db *DB) Partitions() ([]uint32, error) {
+	var parts []uint32
+	err := db.view(func(tx *bolt.Tx) error {
+		objects := tx.Bucket(bucketObjects)
+		c := objects.Cursor()
+		for name, v := c.First(); name != nil; name, v = c.Next() {
+			if v != nil || len(name) != 4 {
+				continue // not a partition bucket; mustCheck rules these out
+			}
+			if k, _ := objects.Bucket(name).Cursor().First(); k != nil {
+				parts = append(parts, binary.BigEndian.Uint32(name))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list partitions: %w", err)
+	}
+	return parts, nil
+}
+
+// DropPartition deletes a whole partition durably. Dropping an absent
+// partition is not an error.
+func (db *DB) DropPartition(partition uint32) error {
+	err := db.update(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketObjects).DeleteBucket(partitionName(partition))
+		if errors.Is(err, berrors.ErrBucketNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: drop partition %d: %w", partition, err)
+	}
+	return nil
+}
+
+// GetMeta returns a copy of the named record, or nil when absent.
+func (db *DB) GetMeta(name string) ([]byte, error) {
+	if err := checkKey([]byte(name)); err != nil {
+		return nil, err
+	}
+	var val []byte
+	err := db.view(func(tx *bolt.Tx) error {
+		val = bytes.Clone(tx.Bucket(bucketMeta).Get([]byte(name)))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: get meta %q: %w", name, err)
+	}
+	return val, nil
+}
+
+// PutMeta durably stores the named record.
+func (db *DB) PutMeta(name string, value []byte) error {
+	if err := checkKey([]byte(name)); err != nil {
+		return err
+	}
+	err := db.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(name), value)
+	})
+	if err != nil {
+		return fmt.Errorf("store: put meta %q: %w", name, err)
+	}
+	return nil
+}
+
+// Stats describes the store's size.
+type Stats struct {
+	Keys      int64 // keys across all partitions
+	FileBytes int64 // size of the bbolt file
+}
+
+// Stats counts keys across partitions (walking every partition's pages) and
+// reports the file size.
+func (db *DB) Stats() (Stats, error) {
+	var s Stats
+	err := db.view(func(tx *bolt.Tx) error {
+		objects := tx.Bucket(bucketObjects)
+		return objects.ForEachBucket(func(name []byte) error {
+			s.Keys += int64(objects.Bucket(name).Stats().KeyN)
+			return nil
+		})
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("store: stats: %w", err)
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return Stats{}, fmt.Errorf("store: stats: %w", err)
+	}
+	s.FileBytes = fi.Size()
+	return s, nil
+}
+
+// view, update and batch run fn in a bbolt transaction, reporting use after
+// Close as ErrClosed whether our flag or bbolt notices it first.
+func (db *DB) view(fn func(*bolt.Tx) error) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return closedErr(db.bolt.View(fn))
+}
+
+func (db *DB) update(fn func(*bolt.Tx) error) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return closedErr(db.bolt.Update(fn))
+}
+
+func (db *DB) batch(fn func(*bolt.Tx) error) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return closedErr(db.bolt.Batch(fn))
+}
+
+func closedErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func partitionName(partition uint32) []byte {
+	return binary.BigEndian.AppendUint32(make([]byte, 0, 4), partition)
+}
+
+// partitionBucket returns the partition's bucket, or nil if it was never
+// written or has been dropped.
+func partitionBucket(tx *bolt.Tx, partition uint32) *bolt.Bucket {
+	return tx.Bucket(bucketObjects).Bucket(partitionName(partition))
+}
+
+func checkKey(key []byte) error {
+	if len(key) == 0 {
+		return ErrEmptyKey
+	}
+	if len(key) > MaxKeySize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), MaxKeySize)
+	}
+	return nil
+}
