@@ -1,0 +1,152 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dynamo-kv/dynamo/replication"
+)
+
+// Config configures a Node. Every field has the meaning of the flag of the
+// same name in the contract (CONTRACT.md §1).
+type Config struct {
+	// ID names the node uniquely and for good: its data dir remembers it.
+	ID string
+	// Listen is the client REST address. The node does not serve it (the
+	// api package does), but advertises it to the other members.
+	Listen string
+	// PeerListen is the node-to-node replication address.
+	PeerListen string
+	// GossipListen is the memberlist address, TCP and UDP.
+	GossipListen string
+	// Advertise is the host other nodes dial when it differs from the bind
+	// hosts; empty means each bind host.
+	Advertise string
+	// Join lists gossip addresses of existing members; empty starts a new
+	// cluster (or rejoins the members this data dir remembers).
+	Join []string
+	// DataDir holds everything the node must not lose.
+	DataDir string
+
+	// N, R and W are replicas per key and the default read and write
+	// quorums; all three are capped at the member count.
+	N, R, W int
+	// Partitions is the number of ring partitions, fixed for the cluster's life.
+	Partitions int
+	// RequestTimeout is the coordinator's deadline for one client request.
+	RequestTimeout time.Duration
+	// MaxValueBytes is the largest value accepted.
+	MaxValueBytes int64
+	// HintedHandoff keeps hints for unreachable replicas.
+	HintedHandoff bool
+	// AntiEntropyInterval is how often replicas compare Merkle trees; 0 turns it off.
+	AntiEntropyInterval time.Duration
+	// TombstoneGrace is how long a tombstone outlives its arrival on every replica.
+	TombstoneGrace time.Duration
+	// GossipProfile picks memberlist's timing: "lan" (production) or
+	// "local" (fast failure detection for tests on one machine).
+	GossipProfile string
+
+	// Dependencies. Nil means the production implementation.
+
+	// Transport carries node-to-node requests; nil builds the peer
+	// transport over PeerListen.
+	Transport replication.Transport
+	// Membership tells who is in the cluster; nil builds memberlist gossip
+	// on GossipListen.
+	Membership Membership
+	// Registry receives the node's metrics; nil creates one.
+	Registry *prometheus.Registry
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the node's clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the contract's defaults.
+func DefaultConfig() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "dynamo"
+	}
+	return Config{
+		ID:                  host,
+		Listen:              "127.0.0.1:8080",
+		PeerListen:          "127.0.0.1:8081",
+		GossipListen:        "127.0.0.1:7946",
+		DataDir:             "./data",
+		N:                   3,
+		R:                   2,
+		W:                   2,
+		Partitions:          256,
+		RequestTimeout:      2 * time.Second,
+		MaxValueBytes:       1 << 20,
+		HintedHandoff:       true,
+		AntiEntropyInterval: 30 * time.Second,
+		TombstoneGrace:      time.Hour,
+		GossipProfile:       "lan",
+	}
+}
+
+// LocalConfig returns DefaultConfig with the short timeouts that tests on
+// one machine want.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.RequestTimeout = time.Second
+	c.GossipProfile = "local"
+	return c
+}
+
+// Validate checks every field and the rules between fields.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.ID != "", "id must not be empty")
+	check(len(c.ID) <= 255, "id must be at most 255 bytes")
+	check(c.DataDir != "", "data-dir must not be empty")
+	check(c.N >= 1, "n must be at least 1, got %d", c.N)
+	check(c.R >= 1 && c.R <= c.N, "r must be between 1 and n (%d), got %d", c.N, c.R)
+	check(c.W >= 1 && c.W <= c.N, "w must be between 1 and n (%d), got %d", c.N, c.W)
+	check(c.Partitions >= 1 && c.Partitions <= 1<<16, "partitions must be between 1 and 65536, got %d", c.Partitions)
+	check(c.RequestTimeout > 0, "request-timeout must be positive, got %s", c.RequestTimeout)
+	check(c.MaxValueBytes >= 0 && c.MaxValueBytes <= 64<<20, "max-value-bytes must be between 0 and 64 MiB, got %d", c.MaxValueBytes)
+	check(c.AntiEntropyInterval >= 0, "anti-entropy-interval must not be negative")
+	check(c.TombstoneGrace >= 0, "tombstone-grace must not be negative")
+	check(c.GossipProfile == "lan" || c.GossipProfile == "local", "gossip profile must be lan or local, got %q", c.GossipProfile)
+	if c.Transport == nil {
+		check(validHostPort(c.PeerListen), "peer-listen must be host:port, got %q", c.PeerListen)
+	}
+	if c.Membership == nil {
+		check(validHostPort(c.GossipListen), "gossip-listen must be host:port, got %q", c.GossipListen)
+	}
+	check(c.Listen == "" || validHostPort(c.Listen), "listen must be host:port, got %q", c.Listen)
+	return errors.Join(errs...)
+}
+
+func validHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	return err == nil && port != ""
+}
+
+// advertised returns the address other nodes should dial for a bind
+// address: the advertise host, if set, with the bind port.
+func (c Config) advertised(bind string) string {
+	if c.Advertise == "" || bind == "" {
+		return bind
+	}
+	_, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return bind
+	}
+	return net.JoinHostPort(c.Advertise, port)
+}

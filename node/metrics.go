@@ -1,0 +1,67 @@
+package node
+
+import (
+	"context"
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/version"
+)
+
+// nodeMetrics are the node's own collectors; the HTTP layer and the
+// replication layer register theirs on the same registry.
+type nodeMetrics struct {
+	coordinator *prometheus.CounterVec
+	siblings    prometheus.Histogram
+}
+
+func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
+	m := &nodeMetrics{
+		coordinator: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynamo_coordinator_requests_total",
+			Help: "Client requests by operation (get, put, delete, forward) and outcome (ok, unavailable, timeout, error).",
+		}, []string{"op", "outcome"}),
+		siblings: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dynamo_read_siblings",
+			Help:    "Live siblings returned per successful quorum read.",
+			Buckets: []float64{0, 1, 2, 3, 5, 10, 20, 50},
+		}),
+	}
+	members := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dynamo_members",
+		Help: "Members of the cluster as this node sees them.",
+	}, func() float64 { return float64(len(n.membership.Members())) })
+	ringMembers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dynamo_ring_members",
+		Help: "Members that own partitions in this node's ring.",
+	}, func() float64 {
+		if r := n.ring.Load(); r != nil {
+			return float64(len(r.Members()))
+		}
+		return 0
+	})
+	reg.MustRegister(m.coordinator, m.siblings, members, ringMembers)
+	return m
+}
+
+func (m *nodeMetrics) coordinated(op string, err error) {
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, replication.ErrUnavailable), errors.Is(err, replication.ErrNoReplicas):
+		outcome = "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		outcome = "timeout"
+	default:
+		outcome = "error"
+	}
+	m.coordinator.WithLabelValues(op, outcome).Inc()
+}
+
+func (m *nodeMetrics) observeSiblings(obj *version.Object, err error) {
+	if err == nil && obj != nil {
+		m.siblings.Observe(float64(len(obj.Siblings)))
+	}
+}

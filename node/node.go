@@ -1,0 +1,473 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dynamo-kv/dynamo/node/store"
+	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/peer"
+	"github.com/dynamo-kv/dynamo/replication/version"
+	"github.com/dynamo-kv/dynamo/ring"
+)
+
+// Node is one running member of the cluster: its store, its view of the
+// membership and ring, and the coordinator for the keys it replicates.
+// Its methods are safe for concurrent use.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	db      *store.DB
+	objects objectStore
+	ident   identity
+
+	table      *memberTable
+	membership Membership
+	transport  replication.Transport
+	peerServer *peer.Listener // nil when cfg.Transport was given
+	coord      *replication.Coordinator
+	registry   *prometheus.Registry
+	metrics    *nodeMetrics
+
+	ring     atomic.Pointer[ring.Ring]
+	stopping atomic.Bool
+
+	stopOnce sync.Once
+	done     chan struct{} // closed by Close to stop background loops
+	loops    sync.WaitGroup
+}
+
+var _ replication.Handler = (*Node)(nil)
+
+// New opens the data dir, starts the peer listener and membership, and
+// returns a node ready to serve (Ready turns true once it has a ring).
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger = logger.With("node", cfg.ID)
+	registry := cfg.Registry
+	if registry == nil {
+		registry = prometheus.NewRegistry()
+		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	db, err := store.Open(cfg.DataDir, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		logger:   logger,
+		db:       db,
+		objects:  objectStore{db},
+		table:    newMemberTable(),
+		registry: registry,
+		done:     make(chan struct{}),
+	}
+	if err := n.start(); err != nil {
+		n.closeResources()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	ident, created, err := loadIdentity(n.db, n.cfg.ID, n.cfg.Now())
+	if err != nil {
+		return err
+	}
+	n.ident = ident
+	stats, _ := n.db.Stats()
+	n.logger.Info("store opened", "dir", n.cfg.DataDir, "new", created, "keys", stats.Keys)
+
+	if saved, err := n.db.GetMeta(metaMembers); err != nil {
+		return err
+	} else if saved != nil {
+		n.table.merge(saved, nil)
+	}
+	self := Member{
+		ID:         n.cfg.ID,
+		Addr:       n.cfg.advertised(n.cfg.Listen),
+		PeerAddr:   n.cfg.advertised(n.cfg.PeerListen),
+		GossipAddr: n.cfg.advertised(n.cfg.GossipListen),
+		Joined:     ident.Joined,
+		State:      StateAlive,
+	}
+
+	n.transport = n.cfg.Transport
+	if n.transport == nil {
+		ln, err := peer.Listen(n.cfg.PeerListen, n)
+		if err != nil {
+			return fmt.Errorf("peer-listen: %w", err)
+		}
+		n.peerServer = ln
+		n.transport = peer.NewTransport(peer.Options{Self: n.cfg.ID, Resolve: n.peerAddr})
+	}
+	n.metrics = newNodeMetrics(n.registry, n)
+	n.coord = replication.NewCoordinator(replication.CoordinatorConfig{
+		Self:    n.cfg.ID,
+		Actor:   ident.Actor,
+		Timeout: n.cfg.RequestTimeout,
+		Now:     n.cfg.Now,
+	}, n.objects, n.transport, replication.NewMetrics(n.registry))
+
+	n.membership = n.cfg.Membership
+	if n.membership == nil {
+		n.table.upsert(self)
+		g, err := startGossip(n.cfg, self, n.table, n.seeds(), n.logger)
+		if err != nil {
+			return err
+		}
+		n.membership = g
+	}
+	n.rebuildRing()
+	n.loops.Go(n.watchMembership)
+	return nil
+}
+
+// seeds are the gossip addresses to join: --join, or else the members this
+// data dir remembers, so a restarted node finds its cluster again.
+func (n *Node) seeds() []string {
+	if len(n.cfg.Join) > 0 {
+		return n.cfg.Join
+	}
+	var out []string
+	for _, m := range n.table.list() {
+		if m.ID != n.cfg.ID && m.State != StateLeft && m.GossipAddr != "" {
+			out = append(out, m.GossipAddr)
+		}
+	}
+	return out
+}
+
+// watchMembership rebuilds the ring whenever membership changes.
+func (n *Node) watchMembership() {
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.membership.Changes():
+			n.rebuildRing()
+		}
+	}
+}
+
+// rebuildRing computes the ring from the current members and, when it
+// changed, swaps it in and remembers the members in the data dir.
+func (n *Node) rebuildRing() {
+	members := n.membership.Members()
+	sortMembers(members)
+	ids := make([]string, 0, len(members))
+	for _, m := range members {
+		if m.State != StateLeft {
+			ids = append(ids, m.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	r, err := ring.New(n.cfg.Partitions, ids, n.cfg.N)
+	if err != nil {
+		n.logger.Error("cannot build ring", "members", ids, "err", err)
+		return
+	}
+	if old := n.ring.Load(); old != nil && old.Version() == r.Version() && slices.Equal(old.Members(), r.Members()) {
+		return
+	}
+	n.ring.Store(r)
+	n.logger.Info("ring changed", "members", ids, "version", fmt.Sprintf("%016x", r.Version()))
+	if n.cfg.Membership == nil {
+		if err := n.db.PutMeta(metaMembers, n.table.marshal()); err != nil {
+			n.logger.Error("cannot persist members", "err", err)
+		}
+	}
+}
+
+// peerAddr resolves a member id to its peer address for the transport.
+func (n *Node) peerAddr(id string) (string, bool) {
+	for _, m := range n.membership.Members() {
+		if m.ID == id && m.PeerAddr != "" {
+			return m.PeerAddr, true
+		}
+	}
+	return "", false
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Registry returns the registry holding the node's metrics.
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+// Ready reports whether the node serves requests: its store is open, it
+// has a ring, and it is not shutting down.
+func (n *Node) Ready() bool { return !n.stopping.Load() && n.ring.Load() != nil }
+
+// Quorums returns the effective N, R and W: the configured values capped
+// at the member count.
+func (n *Node) Quorums() Quorums {
+	members := 0
+	if r := n.ring.Load(); r != nil {
+		members = len(r.Members())
+	}
+	q := Quorums{N: min(n.cfg.N, members)}
+	q.R = min(n.cfg.R, q.N)
+	q.W = min(n.cfg.W, q.N)
+	return q
+}
+
+// plan works out where a request for key goes. quorum 0 means default.
+func (n *Node) plan(key []byte, quorum, def int) (replication.Plan, error) {
+	r := n.ring.Load()
+	if r == nil || n.stopping.Load() {
+		return replication.Plan{}, ErrNotReady
+	}
+	q := n.Quorums()
+	if quorum == 0 {
+		quorum = def
+	}
+	if quorum < 1 || quorum > q.N {
+		return replication.Plan{}, fmt.Errorf("%w: got %d with N=%d", ErrBadQuorum, quorum, q.N)
+	}
+	p := r.PartitionOf(key)
+	return replication.Plan{Partition: p, Replicas: r.PreferenceList(p, q.N), Quorum: quorum}, nil
+}
+
+// Put stores a value (see replication.Coordinator.Put), forwarding to a
+// replica of the key when this node is not one.
+func (n *Node) Put(ctx context.Context, req PutRequest) (version.Clock, error) {
+	plan, err := n.plan(req.Key, req.W, n.Quorums().W)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if n.replicates(plan) {
+		clock, err := n.coord.Put(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+		n.metrics.coordinated("put", err)
+		return clock, err
+	}
+	resp, err := n.forward(ctx, plan, replication.CoordinateRequest{
+		Op: replication.OpPut, Key: req.Key, Value: req.Value, ContentType: req.ContentType,
+		Context: req.Context, HasContext: req.HasContext, Quorum: req.W,
+	})
+	return resp.Context, err
+}
+
+// Get reads a key at quorum R, forwarding when this node is not a replica.
+func (n *Node) Get(ctx context.Context, req GetRequest) (*version.Object, error) {
+	plan, err := n.plan(req.Key, req.R, n.Quorums().R)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if n.replicates(plan) {
+		obj, err := n.coord.Get(ctx, plan, req.Key)
+		n.metrics.coordinated("get", err)
+		n.metrics.observeSiblings(obj, err)
+		return obj, err
+	}
+	resp, err := n.forward(ctx, plan, replication.CoordinateRequest{Op: replication.OpGet, Key: req.Key, Quorum: req.R})
+	return resp.Object, err
+}
+
+// Delete removes the versions the context covers (or, without one, what a
+// quorum read sees), forwarding when this node is not a replica.
+func (n *Node) Delete(ctx context.Context, req DeleteRequest) (version.Clock, error) {
+	plan, err := n.plan(req.Key, req.W, n.Quorums().W)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if n.replicates(plan) {
+		clock, err := n.coord.Delete(ctx, plan, req.Key, req.Context, req.HasContext)
+		n.metrics.coordinated("delete", err)
+		return clock, err
+	}
+	resp, err := n.forward(ctx, plan, replication.CoordinateRequest{
+		Op: replication.OpDelete, Key: req.Key, Context: req.Context, HasContext: req.HasContext, Quorum: req.W,
+	})
+	return resp.Context, err
+}
+
+// GetLocal returns this node's own copy of key: no forwarding, quorum or repair.
+func (n *Node) GetLocal(key []byte) (*version.Object, error) {
+	r := n.ring.Load()
+	if r == nil {
+		return nil, ErrNotReady
+	}
+	return n.objects.Get(r.PartitionOf(key), key)
+}
+
+func (n *Node) replicates(plan replication.Plan) bool {
+	return slices.Contains(plan.Replicas, n.cfg.ID)
+}
+
+// forward relays a request to the first replica that can be reached.
+func (n *Node) forward(ctx context.Context, plan replication.Plan, req replication.CoordinateRequest) (replication.CoordinateResponse, error) {
+	for _, id := range plan.Replicas {
+		resp, err := n.transport.Coordinate(ctx, id, req)
+		if errors.Is(err, replication.ErrUnreachable) {
+			n.logger.Debug("coordinator unreachable, trying next", "peer", id, "err", err)
+			continue
+		}
+		n.metrics.coordinated("forward", err)
+		return resp, err
+	}
+	n.metrics.coordinated("forward", replication.ErrNoReplicas)
+	return replication.CoordinateResponse{}, fmt.Errorf("%w: tried %s", replication.ErrNoReplicas, strings.Join(plan.Replicas, ", "))
+}
+
+func contextOrNil(c version.Clock, has bool) version.Clock {
+	if !has {
+		return nil
+	}
+	return c
+}
+
+// HandleFetch serves a replica read for another node's coordinator.
+func (n *Node) HandleFetch(_ context.Context, _ string, req replication.FetchRequest) (replication.FetchResponse, error) {
+	obj, err := n.objects.Get(req.Partition, req.Key)
+	return replication.FetchResponse{Object: obj}, err
+}
+
+// HandleStore merges a version sent by a coordinator (or a repair) into
+// this node's copy, durably.
+func (n *Node) HandleStore(_ context.Context, _ string, req replication.StoreRequest) (replication.StoreResponse, error) {
+	_, err := n.objects.Apply(req.Partition, req.Key, func(cur *version.Object) (*version.Object, error) {
+		return version.Merge(cur, req.Object), nil
+	})
+	return replication.StoreResponse{}, err
+}
+
+// HandleCoordinate runs a request another node forwarded. It coordinates
+// here even if this node's ring view disagrees, so a request is forwarded
+// at most once.
+func (n *Node) HandleCoordinate(ctx context.Context, _ string, req replication.CoordinateRequest) (replication.CoordinateResponse, error) {
+	if n.stopping.Load() {
+		return replication.CoordinateResponse{}, ErrNotReady
+	}
+	var (
+		resp replication.CoordinateResponse
+		plan replication.Plan
+		err  error
+	)
+	q := n.Quorums()
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	switch req.Op {
+	case replication.OpGet:
+		if plan, err = n.plan(req.Key, req.Quorum, q.R); err == nil {
+			resp.Object, err = n.coord.Get(ctx, plan, req.Key)
+			n.metrics.observeSiblings(resp.Object, err)
+		}
+	case replication.OpPut:
+		if plan, err = n.plan(req.Key, req.Quorum, q.W); err == nil {
+			resp.Context, err = n.coord.Put(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+		}
+	case replication.OpDelete:
+		if plan, err = n.plan(req.Key, req.Quorum, q.W); err == nil {
+			resp.Context, err = n.coord.Delete(ctx, plan, req.Key, req.Context, req.HasContext)
+		}
+	default:
+		return resp, fmt.Errorf("unknown operation %d", req.Op)
+	}
+	n.metrics.coordinated(req.Op.String(), err)
+	return resp, err
+}
+
+// Cluster describes the cluster as this node sees it.
+func (n *Node) Cluster() ClusterInfo {
+	q := n.Quorums()
+	info := ClusterInfo{ID: n.cfg.ID, N: q.N, R: q.R, W: q.W, Partitions: n.cfg.Partitions, Members: []MemberInfo{}}
+	for _, m := range n.membership.Members() {
+		info.Members = append(info.Members, MemberInfo{ID: m.ID, Addr: m.Addr, PeerAddr: m.PeerAddr, GossipAddr: m.GossipAddr, State: m.State})
+	}
+	return info
+}
+
+// KeyInfo tells where key lives.
+func (n *Node) KeyInfo(key []byte) KeyInfo {
+	info := KeyInfo{Key: string(key), PreferenceList: []string{}}
+	if r := n.ring.Load(); r != nil {
+		info.Partition = r.PartitionOf(key)
+		info.PreferenceList = r.PreferenceList(info.Partition, n.Quorums().N)
+	}
+	return info
+}
+
+// Ring returns every partition's preference list and the ring's version.
+func (n *Node) Ring() RingInfo {
+	r := n.ring.Load()
+	info := RingInfo{Partitions: n.cfg.Partitions, PreferenceLists: [][]string{}}
+	if r == nil {
+		return info
+	}
+	q := n.Quorums()
+	var v [8]byte
+	for i := range v {
+		v[i] = byte(r.Version() >> (56 - 8*i))
+	}
+	info.Version = hex.EncodeToString(v[:])
+	info.N = q.N
+	for p := range r.Partitions() {
+		info.PreferenceLists = append(info.PreferenceLists, r.PreferenceList(p, q.N))
+	}
+	return info
+}
+
+// Drain makes the node report not ready and refuse new requests, so a load
+// balancer stops sending before Close.
+func (n *Node) Drain() { n.stopping.Store(true) }
+
+// Close stops the node: membership (without leaving the ring), the peer
+// listener after in-flight replica requests, background loops, and the
+// store. It is safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.stopOnce.Do(func() {
+		n.stopping.Store(true)
+		close(n.done)
+		n.loops.Wait()
+		err = n.closeResources()
+	})
+	return err
+}
+
+func (n *Node) closeResources() error {
+	var errs []error
+	if n.membership != nil && n.cfg.Membership == nil {
+		errs = append(errs, n.membership.Shutdown())
+	}
+	if n.peerServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+		errs = append(errs, n.peerServer.Close(ctx))
+		cancel()
+	}
+	if t, ok := n.transport.(interface{ Close() }); ok && n.cfg.Transport == nil {
+		t.Close()
+	}
+	errs = append(errs, n.db.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,55 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dynamo-kv/dynamo/node/store"
+	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/version"
+)
+
+// objectStore adapts the byte-level store to the versioned objects the
+// coordinator works with.
+type objectStore struct{ db *store.DB }
+
+var _ replication.Store = objectStore{}
+
+func (s objectStore) Get(partition int, key []byte) (*version.Object, error) {
+	raw, err := s.db.Get(uint32(partition), key)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	obj, err := version.Unmarshal(raw)
+	if err != nil {
+		return nil, fmt.Errorf("stored object of partition %d is corrupt: %w", partition, err)
+	}
+	return obj, nil
+}
+
+func (s objectStore) Apply(partition int, key []byte, fn func(*version.Object) (*version.Object, error)) (*version.Object, error) {
+	var out *version.Object
+	_, err := s.db.Update(uint32(partition), key, func(old []byte) ([]byte, error) {
+		var cur *version.Object
+		if old != nil {
+			var err error
+			if cur, err = version.Unmarshal(old); err != nil {
+				return nil, fmt.Errorf("stored object of partition %d is corrupt: %w", partition, err)
+			}
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return nil, err
+		}
+		if next.Equal(cur) { // nothing new: skip the write and its fsync
+			out = cur
+			return nil, store.ErrNoChange
+		}
+		out = next
+		return next.Marshal(), nil
+	})
+	if errors.Is(err, store.ErrNoChange) {
+		err = nil
+	}
+	return out, err
+}

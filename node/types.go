@@ -1,0 +1,100 @@
+package node
+
+import (
+	"errors"
+
+	"github.com/dynamo-kv/dynamo/replication"
+
+	"github.com/dynamo-kv/dynamo/replication/version"
+)
+
+// PutRequest is a client write. W is the client's write quorum, 0 for the
+// node's default; HasContext tells a missing X-Context from an empty one.
+type PutRequest struct {
+	Key         []byte
+	Value       []byte
+	ContentType string
+	Context     version.Clock
+	HasContext  bool
+	W           int
+}
+
+// DeleteRequest is a client delete. Without a context the coordinator reads
+// the key at R and deletes what it saw.
+type DeleteRequest struct {
+	Key        []byte
+	Context    version.Clock
+	HasContext bool
+	W          int
+}
+
+// GetRequest is a client read. R is the client's read quorum, 0 for the default.
+type GetRequest struct {
+	Key []byte
+	R   int
+}
+
+// Quorums are the effective replication settings: the configured N, R and
+// W capped at the number of members.
+type Quorums struct {
+	N int `json:"n"`
+	R int `json:"r"`
+	W int `json:"w"`
+}
+
+// Member states as GET /cluster reports them.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateDead    = "dead"
+	StateLeft    = "left"
+)
+
+// MemberInfo is one member as GET /cluster reports it.
+type MemberInfo struct {
+	ID         string `json:"id"`
+	Addr       string `json:"addr"`
+	PeerAddr   string `json:"peer_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	State      string `json:"state"`
+}
+
+// ClusterInfo is GET /cluster.
+type ClusterInfo struct {
+	ID         string       `json:"id"`
+	N          int          `json:"n"`
+	R          int          `json:"r"`
+	W          int          `json:"w"`
+	Partitions int          `json:"partitions"`
+	Members    []MemberInfo `json:"members"`
+}
+
+// KeyInfo is GET /cluster/keys/{key}.
+type KeyInfo struct {
+	Key            string   `json:"key"`
+	Partition      int      `json:"partition"`
+	PreferenceList []string `json:"preference_list"`
+}
+
+// RingInfo is GET /cluster/ring: every partition's preference list, and a
+// version that changes whenever the ring does.
+type RingInfo struct {
+	Version         string     `json:"version"`
+	Partitions      int        `json:"partitions"`
+	N               int        `json:"n"`
+	PreferenceLists [][]string `json:"preference_lists"`
+}
+
+var (
+	// ErrBadQuorum reports an r or w outside 1..N.
+	ErrBadQuorum = errors.New("node: quorum must be between 1 and N")
+	// ErrNotReady reports a request reaching a node that is starting or stopping.
+	ErrNotReady = errors.New("node: not ready")
+)
+
+// Errors of the replication layer that reach clients, re-exported so callers
+// of node need not import replication.
+var (
+	ErrUnavailable = replication.ErrUnavailable
+	ErrNoReplicas  = replication.ErrNoReplicas
+)

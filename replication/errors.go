@@ -1,0 +1,15 @@
+package replication
+
+import "errors"
+
+var (
+	// ErrUnreachable reports that a node could not be reached at all, so the
+	// request had no effect there and may be sent elsewhere.
+	ErrUnreachable = errors.New("replication: node unreachable")
+	// ErrUnavailable reports that fewer than R (or W) replicas answered
+	// before the deadline. A write may still exist on fewer replicas.
+	ErrUnavailable = errors.New("replication: not enough replicas answered in time")
+	// ErrNoReplicas reports that no node of the key's preference list could
+	// coordinate the request.
+	ErrNoReplicas = errors.New("replication: no replica of the key is reachable")
+)

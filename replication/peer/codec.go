@@ -1,0 +1,303 @@
+package peer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/version"
+)
+
+// The body of each message is its fields in order; the HTTP body is the
+// frame, so nothing may follow the last field.
+//
+//	FetchRequest        partition:uvarint key:bytes
+//	FetchResponse       object:optobject
+//	StoreRequest        partition:uvarint key:bytes object:optobject
+//	StoreResponse       (empty)
+//	CoordinateRequest   op:byte flags:byte key:bytes value:bytes contenttype:bytes
+//	                    context:clock quorum:uvarint
+//	CoordinateResponse  object:optobject context:clock
+//
+//	bytes      uvarint length, then that many bytes
+//	optobject  0x00 for a nil object, or 0x01 then version's object encoding
+//	clock      uvarint count, then per entry an 8-byte big-endian actor and
+//	           a uvarint counter, sorted by actor, counters positive
+//	flags      bit 0: HasContext; other bits must be zero
+//
+// Decoders reject anything an encoder could not have produced from valid
+// values, except that uvarints need not be minimal. Decoded values never
+// alias the input.
+
+// errMalformed reports a body that is not a valid encoding.
+var errMalformed = errors.New("peer: malformed message")
+
+const (
+	objectAbsent  byte = 0
+	objectPresent byte = 1
+
+	flagHasContext byte = 1
+
+	// maxInt bounds decoded partitions and quorums: an int on any platform.
+	maxInt = math.MaxInt32
+)
+
+func appendFetchRequest(buf []byte, r replication.FetchRequest) []byte {
+	buf = appendInt(buf, r.Partition)
+	return appendBytes(buf, r.Key)
+}
+
+func decodeFetchRequest(data []byte) (replication.FetchRequest, error) {
+	d := decoder{buf: data}
+	r := replication.FetchRequest{Partition: d.int("partition"), Key: d.bytes()}
+	return r, d.finish()
+}
+
+func appendFetchResponse(buf []byte, r replication.FetchResponse) []byte {
+	return appendObject(buf, r.Object)
+}
+
+func decodeFetchResponse(data []byte) (replication.FetchResponse, error) {
+	d := decoder{buf: data}
+	r := replication.FetchResponse{Object: d.object()}
+	return r, d.finish()
+}
+
+func appendStoreRequest(buf []byte, r replication.StoreRequest) []byte {
+	buf = appendInt(buf, r.Partition)
+	buf = appendBytes(buf, r.Key)
+	return appendObject(buf, r.Object)
+}
+
+func decodeStoreRequest(data []byte) (replication.StoreRequest, error) {
+	d := decoder{buf: data}
+	r := replication.StoreRequest{Partition: d.int("partition"), Key: d.bytes(), Object: d.object()}
+	return r, d.finish()
+}
+
+func appendStoreResponse(buf []byte, _ replication.StoreResponse) []byte { return buf }
+
+func decodeStoreResponse(data []byte) (replication.StoreResponse, error) {
+	d := decoder{buf: data}
+	return replication.StoreResponse{}, d.finish()
+}
+
+func appendCoordinateRequest(buf []byte, r replication.CoordinateRequest) []byte {
+	var flags byte
+	if r.HasContext {
+		flags |= flagHasContext
+	}
+	buf = append(buf, byte(r.Op), flags)
+	buf = appendBytes(buf, r.Key)
+	buf = appendBytes(buf, r.Value)
+	buf = appendBytes(buf, []byte(r.ContentType))
+	buf = appendClock(buf, r.Context)
+	return appendInt(buf, r.Quorum)
+}
+
+func decodeCoordinateRequest(data []byte) (replication.CoordinateRequest, error) {
+	d := decoder{buf: data}
+	var r replication.CoordinateRequest
+	r.Op = replication.Op(d.byte())
+	if d.err == nil && (r.Op < replication.OpGet || r.Op > replication.OpDelete) {
+		d.fail(fmt.Sprintf("unknown op %d", r.Op))
+	}
+	flags := d.byte()
+	if d.err == nil && flags&^flagHasContext != 0 {
+		d.fail("unknown flags")
+	}
+	r.HasContext = flags&flagHasContext != 0
+	r.Key = d.bytes()
+	r.Value = d.bytes()
+	r.ContentType = string(d.bytes())
+	r.Context = d.clock()
+	r.Quorum = d.int("quorum")
+	if err := d.finish(); err != nil {
+		return replication.CoordinateRequest{}, err
+	}
+	return r, nil
+}
+
+func appendCoordinateResponse(buf []byte, r replication.CoordinateResponse) []byte {
+	buf = appendObject(buf, r.Object)
+	return appendClock(buf, r.Context)
+}
+
+func decodeCoordinateResponse(data []byte) (replication.CoordinateResponse, error) {
+	d := decoder{buf: data}
+	r := replication.CoordinateResponse{Object: d.object(), Context: d.clock()}
+	if err := d.finish(); err != nil {
+		return replication.CoordinateResponse{}, err
+	}
+	return r, nil
+}
+
+// appendInt writes a partition or quorum. Negative values are written as
+// huge uvarints that the decoder rejects, so they fail at the receiver
+// instead of silently changing meaning.
+func appendInt(buf []byte, v int) []byte { return binary.AppendUvarint(buf, uint64(v)) }
+
+func appendBytes(buf, b []byte) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(b)))
+	return append(buf, b...)
+}
+
+func appendObject(buf []byte, o *version.Object) []byte {
+	if o == nil {
+		return append(buf, objectAbsent)
+	}
+	return o.AppendBinary(append(buf, objectPresent))
+}
+
+func appendClock(buf []byte, c version.Clock) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(c)))
+	for _, e := range c {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(e.Actor))
+		buf = binary.AppendUvarint(buf, e.Counter)
+	}
+	return buf
+}
+
+// decoder reads the encodings above; the first failure sticks in err and
+// every later read returns a zero value.
+type decoder struct {
+	buf []byte
+	err error
+}
+
+func (d *decoder) fail(msg string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", errMalformed, msg)
+	}
+	d.buf = nil
+}
+
+// finish reports the first failure, or trailing bytes.
+func (d *decoder) finish() error {
+	if d.err == nil && len(d.buf) > 0 {
+		d.fail("trailing bytes")
+	}
+	return d.err
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.buf) < 1 {
+		d.fail("truncated")
+		return 0
+	}
+	b := d.buf[0]
+	d.buf = d.buf[1:]
+	return b
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.buf)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) int(field string) int {
+	v := d.uvarint()
+	if d.err == nil && v > maxInt {
+		d.fail(field + " out of range")
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.buf)) {
+		d.fail("truncated")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	b := make([]byte, n)
+	copy(b, d.buf)
+	d.buf = d.buf[n:]
+	return b
+}
+
+func (d *decoder) object() *version.Object {
+	switch d.byte() {
+	case objectAbsent:
+		return nil
+	case objectPresent:
+		o, rest, err := version.DecodeObject(d.buf)
+		if err != nil {
+			d.err, d.buf = fmt.Errorf("%w: object: %w", errMalformed, err), nil
+			return nil
+		}
+		d.buf = rest
+		return o
+	}
+	d.fail("bad object marker")
+	return nil
+}
+
+func (d *decoder) clock() version.Clock {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	// Each entry takes at least 9 bytes, so a count the body cannot hold is
+	// rejected before anything is allocated.
+	if n > version.MaxClockEntries || n*9 > uint64(len(d.buf)) {
+		d.fail("clock entry count out of range")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	c := make(version.Clock, n)
+	for i := range c {
+		if len(d.buf) < 8 {
+			d.fail("truncated")
+			return nil
+		}
+		c[i].Actor = version.Actor(binary.BigEndian.Uint64(d.buf))
+		d.buf = d.buf[8:]
+		c[i].Counter = d.uvarint()
+		if d.err != nil {
+			return nil
+		}
+		if c[i].Counter == 0 || (i > 0 && c[i-1].Actor >= c[i].Actor) {
+			d.fail("clock entries unsorted, duplicated or zero")
+			return nil
+		}
+	}
+	return c
+}
+
+// objectSize is about the encoded size of o, enough to size a buffer once.
+func objectSize(o *version.Object) int {
+	if o == nil {
+		return 1
+	}
+	n := 2 + clockSize(o.Clock) + binary.MaxVarintLen64
+	for _, s := range o.Siblings {
+		n += 8 + 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen32 + len(s.ContentType) + len(s.Value)
+	}
+	return n
+}
+
+func clockSize(c version.Clock) int {
+	return binary.MaxVarintLen32 + len(c)*(8+binary.MaxVarintLen64)
+}

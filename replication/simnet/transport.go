@@ -1,0 +1,75 @@
+package simnet
+
+import (
+	"bytes"
+	"context"
+	"slices"
+
+	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/version"
+)
+
+// transport is one node's view of the Network.
+type transport struct {
+	net  *Network
+	from string
+}
+
+var _ replication.Transport = (*transport)(nil)
+
+func (t *transport) Fetch(ctx context.Context, to string, req replication.FetchRequest) (replication.FetchResponse, error) {
+	return call(ctx, t.net, t.from, to, KindFetch, req, copyFetchRequest, copyFetchResponse, replication.Handler.HandleFetch)
+}
+
+func (t *transport) Store(ctx context.Context, to string, req replication.StoreRequest) (replication.StoreResponse, error) {
+	return call(ctx, t.net, t.from, to, KindStore, req, copyStoreRequest, copyStoreResponse, replication.Handler.HandleStore)
+}
+
+func (t *transport) Coordinate(ctx context.Context, to string, req replication.CoordinateRequest) (replication.CoordinateResponse, error) {
+	return call(ctx, t.net, t.from, to, KindCoordinate, req, copyCoordinateRequest, copyCoordinateResponse, replication.Handler.HandleCoordinate)
+}
+
+// copyObject round-trips o through its wire encoding, as a real network
+// would, so the copy shares nothing and invalid objects fail here too.
+func copyObject(o *version.Object) (*version.Object, error) {
+	if o == nil {
+		return nil, nil
+	}
+	return version.Unmarshal(o.Marshal())
+}
+
+func copyFetchRequest(r replication.FetchRequest) (replication.FetchRequest, error) {
+	r.Key = bytes.Clone(r.Key)
+	return r, nil
+}
+
+func copyFetchResponse(r replication.FetchResponse) (replication.FetchResponse, error) {
+	var err error
+	r.Object, err = copyObject(r.Object)
+	return r, err
+}
+
+func copyStoreRequest(r replication.StoreRequest) (replication.StoreRequest, error) {
+	var err error
+	r.Key = bytes.Clone(r.Key)
+	r.Object, err = copyObject(r.Object)
+	return r, err
+}
+
+func copyStoreResponse(r replication.StoreResponse) (replication.StoreResponse, error) {
+	return r, nil
+}
+
+func copyCoordinateRequest(r replication.CoordinateRequest) (replication.CoordinateRequest, error) {
+	r.Key = bytes.Clone(r.Key)
+	r.Value = bytes.Clone(r.Value)
+	r.Context = slices.Clone(r.Context)
+	return r, nil
+}
+
+func copyCoordinateResponse(r replication.CoordinateResponse) (replication.CoordinateResponse, error) {
+	var err error
+	r.Object, err = copyObject(r.Object)
+	r.Context = slices.Clone(r.Context)
+	return r, err
+}
