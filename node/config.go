@@ -139,14 +139,60 @@ func validHostPort(s string) bool {
 }
 
 // advertised returns the address other nodes should dial for a bind
-// address: the advertise host, if set, with the bind port.
+// address: the advertise host, if set, with the bind port. A bind on every
+// interface (0.0.0.0, ::, or no host) with no advertise host advertises the
+// machine's first private address, as memberlist does.
 func (c Config) advertised(bind string) string {
-	if c.Advertise == "" || bind == "" {
-		return bind
-	}
-	_, port, err := net.SplitHostPort(bind)
+	host, port, err := net.SplitHostPort(bind)
 	if err != nil {
 		return bind
 	}
-	return net.JoinHostPort(c.Advertise, port)
+	switch {
+	case c.Advertise != "":
+		host = c.Advertise
+	case host == "" || net.ParseIP(host).IsUnspecified():
+		host = privateIP()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// privateIP returns the first non-loopback IPv4 address of an interface
+// that is up, or "127.0.0.1" when there is none.
+func privateIP() string {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := iface.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// resolveIP turns a host name into the IP address memberlist insists on.
+func resolveIP(host string) (string, error) {
+	if host == "" {
+		return "0.0.0.0", nil
+	}
+	if net.ParseIP(host) != nil {
+		return host, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return "", fmt.Errorf("cannot resolve %q: %v", host, err)
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			return ip.String(), nil
+		}
+	}
+	return ips[0].String(), nil
 }

@@ -58,10 +58,14 @@ func startGossip(cfg Config, self Member, table *memberTable, seeds []string, lo
 		mc.PushPullInterval = 2 * time.Second
 	}
 	mc.Name = cfg.ID
-	mc.BindAddr = host
+	if mc.BindAddr, err = resolveIP(host); err != nil {
+		return nil, fmt.Errorf("gossip-listen: %w", err)
+	}
 	mc.BindPort = port
 	if cfg.Advertise != "" {
-		mc.AdvertiseAddr = cfg.Advertise
+		if mc.AdvertiseAddr, err = resolveIP(cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("advertise: %w", err)
+		}
 		mc.AdvertisePort = port
 	}
 	mc.Logger = log.New(slogWriter{logger}, "", 0)

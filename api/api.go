@@ -1,0 +1,145 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dynamo-kv/dynamo/node"
+	"github.com/dynamo-kv/dynamo/replication/version"
+)
+
+// Service is what the HTTP layer needs of a node; *node.Node implements it.
+// Its methods are called concurrently from many requests.
+type Service interface {
+	// Put stores a value and returns the new version's context.
+	Put(ctx context.Context, req node.PutRequest) (version.Clock, error)
+	// Get reads a key at the request's read quorum; a nil object means the
+	// key was never written.
+	Get(ctx context.Context, req node.GetRequest) (*version.Object, error)
+	// GetLocal returns this node's own copy, with no forwarding, quorum or
+	// repair (?local=true).
+	GetLocal(key []byte) (*version.Object, error)
+	// Delete removes the versions the request's context covers and returns
+	// the tombstone's context.
+	Delete(ctx context.Context, req node.DeleteRequest) (version.Clock, error)
+	// Quorums returns the effective N, R and W.
+	Quorums() node.Quorums
+	Cluster() node.ClusterInfo
+	KeyInfo(key []byte) node.KeyInfo
+	Ring() node.RingInfo
+	// Ready reports whether the store is open and the node has a ring.
+	Ready() bool
+}
+
+var _ Service = (*node.Node)(nil)
+
+// DefaultMaxValueBytes is the largest value accepted when
+// Options.MaxValueBytes is 0, the contract's default for --max-value-bytes.
+const DefaultMaxValueBytes = 1 << 20
+
+// Options configures New. The zero value is usable.
+type Options struct {
+	// MaxValueBytes is the largest PUT body accepted (--max-value-bytes);
+	// 0 or less means DefaultMaxValueBytes.
+	MaxValueBytes int64
+	// Registry is where the request metrics register and what /metrics
+	// serves; nil means a new registry private to this handler.
+	Registry *prometheus.Registry
+	// Logger receives internal errors, recovered panics (Error) and one
+	// access line per request (Debug); nil discards everything.
+	Logger *slog.Logger
+}
+
+// server holds what the handlers share; it is immutable after New.
+type server struct {
+	svc           Service
+	maxValueBytes int64
+	log           *slog.Logger
+	uiPage        *template.Template
+}
+
+// New returns the client HTTP handler of a node serving svc. It panics only
+// if opts.Registry already holds a different collector under one of the
+// request metric names.
+func New(svc Service, opts Options) http.Handler {
+	if opts.MaxValueBytes <= 0 {
+		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &server{svc: svc, maxValueBytes: opts.MaxValueBytes, log: opts.Logger, uiPage: parseUI()}
+
+	r := chi.NewRouter()
+	// Outermost first: metrics and the access log must see the 500 the
+	// recoverer writes.
+	r.Use(instrument(newHTTPMetrics(opts.Registry)), accessLog(opts.Logger), recoverer(opts.Logger))
+	r.NotFound(s.noRoute)
+	r.MethodNotAllowed(s.methodNotAllowed(r))
+
+	r.Put("/keys/*", s.putKey)
+	r.Get("/keys/*", s.getKey)
+	r.Delete("/keys/*", s.deleteKey)
+
+	r.Get("/healthz", healthz)
+	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	r.Get("/ui", s.ui)
+
+	r.Get("/cluster", s.cluster)
+	r.Get("/cluster/keys/*", s.clusterKey)
+	r.Get("/cluster/ring", s.clusterRing)
+	return r
+}
+
+// noRoute answers paths no route matches.
+func (s *server) noRoute(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, &apiError{status: http.StatusNotFound, code: codeNoRoute,
+		msg: "no such route: " + r.URL.Path})
+}
+
+// methodNotAllowed answers a known path asked with a method it does not
+// serve. chi does not pass the allowed methods to a custom handler, so they
+// are found by asking the router again. The matched pattern is recorded on the
+// route context so that request metrics label the 405 with its route.
+func (s *server) methodNotAllowed(mux *chi.Mux) http.HandlerFunc {
+	candidates := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions}
+	return func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.RawPath
+		if path == "" {
+			path = r.URL.Path
+		}
+		var allowed []string
+		pattern := ""
+		for _, m := range candidates {
+			if p := mux.Find(chi.NewRouteContext(), m, path); p != "" {
+				allowed = append(allowed, m)
+				pattern = p
+			}
+		}
+		if len(allowed) == 0 {
+			s.noRoute(w, r)
+			return
+		}
+		if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RoutePattern() == "" {
+			rctx.RoutePatterns = append(rctx.RoutePatterns, pattern)
+		}
+		allow := strings.Join(allowed, ", ")
+		w.Header().Set("Allow", allow)
+		s.fail(w, r, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
+			msg: fmt.Sprintf("method %q is not allowed here; allowed: %s", r.Method, allow)})
+	}
+}

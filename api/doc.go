@@ -1,0 +1,33 @@
+// Package api is the client-facing HTTP layer of a node: the key-value routes
+// under /keys, the cluster views under /cluster, health and readiness probes,
+// Prometheus metrics and a small live page at /ui. Sections 2 and 3 of the
+// external contract (CONTRACT.md) and openapi.yaml at the module root are the
+// specification; this package implements exactly that.
+//
+// Handlers only parse, call the core through the Service interface, and
+// encode. They know nothing of replication: quorums, forwarding and repair
+// all live behind Service (implemented by *node.Node).
+//
+// # What always holds
+//
+//   - A request is validated completely (key, r/w, X-Context, body size)
+//     before Service is called, so a rejected request changes nothing stored.
+//   - Every 4xx and 5xx answer of /keys and /cluster routes, including 404 for
+//     unknown paths, 405 for wrong methods and 500 after a panic, is
+//     application/json {"error": "<sentence>", "code": "<word>"}; errorFor is
+//     the one place that turns an error into a status and a code.
+//   - The key is taken from the escaped request path exactly as the client sent
+//     it and percent-decoded once, with no path cleaning: "a//b", "." and ".."
+//     are keys of their own and "%2F" is a "/" inside the key.
+//   - Request metrics are labelled with the chi route pattern ("/keys/*"),
+//     never the raw path, so their cardinality is fixed by the router.
+//   - Nothing is global: New builds a fresh router every call and registers
+//     metrics only on Options.Registry.
+//
+// # Caveats
+//
+// Go's HTTP server rejects a request line with invalid percent-encoding
+// ("/keys/%zz") on its own with a plain-text 400 before any handler runs;
+// the bad_key answer for it is only reachable when the handler is mounted
+// behind something that passes such paths through.
+package api

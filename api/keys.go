@@ -1,0 +1,163 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dynamo-kv/dynamo/node"
+	"github.com/dynamo-kv/dynamo/replication/version"
+)
+
+const keysPrefix = "/keys/"
+
+// putKey is PUT /keys/{key}: store the body, answer 204 with the new
+// version's context.
+func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
+	key, err := keyFromPath(r, keysPrefix)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	quorum, err := parseQuorum(r.URL.Query(), "w", s.svc.Quorums().N)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	clock, hasContext, err := parseContext(r.Header)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	value, err := readValue(w, r, s.maxValueBytes)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	contentType := r.Header.Get("Content-Type")
+	if contentType == "" {
+		contentType = defaultContentType
+	}
+	written, err := s.svc.Put(r.Context(), node.PutRequest{
+		Key: key, Value: value, ContentType: contentType,
+		Context: clock, HasContext: hasContext, W: quorum,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("X-Context", version.EncodeContext(written))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// getKey is GET /keys/{key}: 200 with the value, 300 with every sibling, 404
+// with no live value, 304 when If-None-Match matches.
+func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
+	key, err := keyFromPath(r, keysPrefix)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	quorum, err := parseQuorum(q, "r", s.svc.Quorums().N)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	local, err := parseLocal(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var obj *version.Object
+	if local {
+		obj, err = s.svc.GetLocal(key)
+	} else {
+		obj, err = s.svc.Get(r.Context(), node.GetRequest{Key: key, R: quorum})
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeObject(w, r, obj)
+}
+
+// writeObject answers a read of obj.
+func (s *server) writeObject(w http.ResponseWriter, r *http.Request, obj *version.Object) {
+	h := w.Header()
+	if !obj.Live() {
+		if obj != nil && len(obj.Clock) > 0 {
+			// A tombstone: a write with this context will not resurrect
+			// what was deleted as a sibling.
+			h.Set("X-Context", version.EncodeContext(obj.Context()))
+		}
+		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "the key has no value"})
+		return
+	}
+	etag := obj.ETag()
+	h.Set("X-Context", version.EncodeContext(obj.Context()))
+	h.Set("ETag", etag)
+	// Caches may keep a value but must revalidate it: the ETag makes that cheap.
+	h.Set("Cache-Control", "no-cache")
+	if noneMatch(r.Header.Values("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	if modified := httpTime(obj.Modified()); modified != "" {
+		h.Set("Last-Modified", modified)
+	}
+
+	var body []byte
+	status := http.StatusOK
+	if len(obj.Siblings) == 1 {
+		body = obj.Siblings[0].Value
+		h.Set("Content-Type", contentTypeOf(obj.Siblings[0].ContentType))
+	} else {
+		var contentType string
+		body, contentType = encodeSiblings(obj.Siblings)
+		h.Set("Content-Type", contentType)
+		status = http.StatusMultipleChoices
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body) //nolint:errcheck // the client may be gone; nothing to do
+}
+
+// deleteKey is DELETE /keys/{key}: 204 with the tombstone's context, also
+// when there was nothing to delete.
+func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
+	key, err := keyFromPath(r, keysPrefix)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	quorum, err := parseQuorum(r.URL.Query(), "w", s.svc.Quorums().N)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	clock, hasContext, err := parseContext(r.Header)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	deleted, err := s.svc.Delete(r.Context(), node.DeleteRequest{
+		Key: key, Context: clock, HasContext: hasContext, W: quorum,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("X-Context", version.EncodeContext(deleted))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// httpTime formats t for Last-Modified, or returns "" for the zero time (no
+// modification time recorded), which gets no header.
+func httpTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(http.TimeFormat)
+}
