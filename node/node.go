@@ -43,6 +43,9 @@ type Node struct {
 
 	ring     atomic.Pointer[ring.Ring]
 	stopping atomic.Bool
+	// awaitingJoin is set while a new node told to --join has not met any
+	// other member yet: its ring of one would place keys wrongly.
+	awaitingJoin bool
 
 	stopOnce sync.Once
 	done     chan struct{} // closed by Close to stop background loops
@@ -132,6 +135,7 @@ func (n *Node) start() error {
 
 	n.membership = n.cfg.Membership
 	if n.membership == nil {
+		n.awaitingJoin = len(n.cfg.Join) > 0 && len(n.table.list()) == 0
 		n.table.upsert(self)
 		g, err := startGossip(n.cfg, self, n.table, n.seeds(), n.logger)
 		if err != nil {
@@ -219,8 +223,12 @@ func (n *Node) ID() string { return n.cfg.ID }
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
 // Ready reports whether the node serves requests: its store is open, it
-// has a ring, and it is not shutting down.
-func (n *Node) Ready() bool { return !n.stopping.Load() && n.ring.Load() != nil }
+// has a ring (with another member, when it was started to join a cluster),
+// and it is not shutting down.
+func (n *Node) Ready() bool {
+	r := n.ring.Load()
+	return !n.stopping.Load() && r != nil && (!n.awaitingJoin || len(r.Members()) > 1)
+}
 
 // Quorums returns the effective N, R and W: the configured values capped
 // at the member count.
@@ -237,10 +245,10 @@ func (n *Node) Quorums() Quorums {
 
 // plan works out where a request for key goes. quorum 0 means default.
 func (n *Node) plan(key []byte, quorum, def int) (replication.Plan, error) {
-	r := n.ring.Load()
-	if r == nil || n.stopping.Load() {
+	if !n.Ready() {
 		return replication.Plan{}, ErrNotReady
 	}
+	r := n.ring.Load()
 	q := n.Quorums()
 	if quorum == 0 {
 		quorum = def
