@@ -172,10 +172,10 @@ func (d gossipDelegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (gossipDelegate) NotifyMsg([]byte)                       {}
+func (gossipDelegate) NotifyMsg([]byte)                           {}
 func (gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d gossipDelegate) LocalState(join bool) []byte           { return d.g.table.marshal() }
-func (d gossipDelegate) MergeRemoteState(buf []byte, join bool) { d.g.table.merge(buf, nil) }
+func (d gossipDelegate) LocalState(join bool) []byte              { return d.g.table.marshal() }
+func (d gossipDelegate) MergeRemoteState(buf []byte, join bool)   { d.g.table.merge(buf, nil) }
 
 // gossipEvents updates the table from memberlist's view; memberlist calls
 // it from one goroutine at a time.
