@@ -49,6 +49,9 @@ type Config struct {
 	AntiEntropyInterval time.Duration
 	// TombstoneGrace is how long a tombstone outlives its arrival on every replica.
 	TombstoneGrace time.Duration
+	// MaxHints bounds the hints this node keeps for unreachable replicas;
+	// past it the oldest are dropped (anti-entropy repairs their targets).
+	MaxHints int
 	// GossipProfile picks memberlist's timing: "lan" (production) or
 	// "local" (fast failure detection for tests on one machine).
 	GossipProfile string
@@ -90,6 +93,7 @@ func DefaultConfig() Config {
 		HintedHandoff:       true,
 		AntiEntropyInterval: 30 * time.Second,
 		TombstoneGrace:      time.Hour,
+		MaxHints:            1_000_000,
 		GossipProfile:       "lan",
 	}
 }
@@ -122,6 +126,7 @@ func (c Config) Validate() error {
 	check(c.MaxValueBytes >= 0 && c.MaxValueBytes <= 64<<20, "max-value-bytes must be between 0 and 64 MiB, got %d", c.MaxValueBytes)
 	check(c.AntiEntropyInterval >= 0, "anti-entropy-interval must not be negative")
 	check(c.TombstoneGrace >= 0, "tombstone-grace must not be negative")
+	check(c.MaxHints >= 1, "max-hints must be at least 1, got %d", c.MaxHints)
 	check(c.GossipProfile == "lan" || c.GossipProfile == "local", "gossip profile must be lan or local, got %q", c.GossipProfile)
 	if c.Transport == nil {
 		check(validHostPort(c.PeerListen), "peer-listen must be host:port, got %q", c.PeerListen)

@@ -42,7 +42,7 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.coordinator, m.siblings, members, ringMembers)
+	reg.MustRegister(m.coordinator, m.siblings, members, ringMembers, pendingHints{n})
 	return m
 }
 
@@ -63,5 +63,24 @@ func (m *nodeMetrics) coordinated(op string, err error) {
 func (m *nodeMetrics) observeSiblings(obj *version.Object, err error) {
 	if err == nil && obj != nil {
 		m.siblings.Observe(float64(len(obj.Siblings)))
+	}
+}
+
+// pendingHints reports the hints held per target at scrape time, from
+// counters the store keeps (no scan).
+type pendingHints struct{ n *Node }
+
+var pendingHintsDesc = prometheus.NewDesc("dynamo_hints_pending",
+	"Hints this node holds for a target node, waiting for handoff.", []string{"target"}, nil)
+
+func (p pendingHints) Describe(ch chan<- *prometheus.Desc) { ch <- pendingHintsDesc }
+
+func (p pendingHints) Collect(ch chan<- prometheus.Metric) {
+	counts, err := p.n.db.HintCounts()
+	if err != nil {
+		return
+	}
+	for target, c := range counts {
+		ch <- prometheus.MustNewConstMetric(pendingHintsDesc, prometheus.GaugeValue, float64(c), target)
 	}
 }

@@ -38,8 +38,17 @@ type Node struct {
 	transport  replication.Transport
 	peerServer *peer.Listener // nil when cfg.Transport was given
 	coord      *replication.Coordinator
+	health     *replication.Health
+	pipeline   *replication.Pipeline
+	hints      hintStore
+	handoff    *replication.Handoff // nil when hinted handoff is off
 	registry   *prometheus.Registry
 	metrics    *nodeMetrics
+	replMetric *replication.Metrics
+
+	// states is the latest member states by id, refreshed in the
+	// background so the request path never asks membership.
+	states atomic.Pointer[map[string]string]
 
 	ring     atomic.Pointer[ring.Ring]
 	stopping atomic.Bool
@@ -73,7 +82,7 @@ func New(cfg Config) (*Node, error) {
 		registry = prometheus.NewRegistry()
 		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	db, err := store.Open(cfg.DataDir, store.Options{})
+	db, err := store.Open(cfg.DataDir, store.Options{MaxHints: cfg.MaxHints})
 	if err != nil {
 		return nil, err
 	}
@@ -126,12 +135,30 @@ func (n *Node) start() error {
 		n.transport = peer.NewTransport(peer.Options{Self: n.cfg.ID, Resolve: n.peerAddr})
 	}
 	n.metrics = newNodeMetrics(n.registry, n)
+	n.replMetric = replication.NewMetrics(n.registry)
+	n.health = replication.NewHealth(replication.HealthConfig{Down: n.memberDown, Now: n.cfg.Now})
+	n.pipeline = replication.NewPipeline(replication.PipelineConfig{TaskTimeout: n.cfg.RequestTimeout}, n.registry)
+	n.hints = hintStore{db: n.db, metrics: n.replMetric, logger: n.logger}
+	deps := replication.Deps{
+		Store:     n.objects,
+		Transport: n.transport,
+		Health:    n.health,
+		Pipeline:  n.pipeline,
+		Metrics:   n.replMetric,
+	}
+	if n.cfg.HintedHandoff {
+		deps.Hints = n.hints
+	}
 	n.coord = replication.NewCoordinator(replication.CoordinatorConfig{
 		Self:    n.cfg.ID,
 		Actor:   ident.Actor,
 		Timeout: n.cfg.RequestTimeout,
 		Now:     n.cfg.Now,
-	}, n.objects, n.transport, replication.NewMetrics(n.registry))
+	}, deps)
+	// Hints already stored are delivered even if hinted handoff was turned
+	// off since: they carry acknowledged writes.
+	n.handoff = replication.NewHandoff(replication.HandoffConfig{Timeout: n.cfg.RequestTimeout, Logger: n.logger},
+		n.hints, n.transport, n.health, n.pipeline, n.replMetric)
 
 	n.membership = n.cfg.Membership
 	if n.membership == nil {
@@ -144,7 +171,14 @@ func (n *Node) start() error {
 		n.membership = g
 	}
 	n.rebuildRing()
+	n.refreshStates()
 	n.loops.Go(n.watchMembership)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.loops.Go(func() {
+		<-n.done
+		cancel()
+	})
+	n.loops.Go(func() { n.handoff.Run(ctx) })
 	return nil
 }
 
@@ -163,16 +197,47 @@ func (n *Node) seeds() []string {
 	return out
 }
 
-// watchMembership rebuilds the ring whenever membership changes.
+// watchMembership rebuilds the ring whenever membership changes, and
+// refreshes member states (which change without a notification when
+// memberlist suspects a node) a few times a second.
 func (n *Node) watchMembership() {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-n.membership.Changes():
 			n.rebuildRing()
+			n.refreshStates()
+		case <-ticker.C:
+			n.refreshStates()
 		}
 	}
+}
+
+// refreshStates snapshots member states for memberDown; a member that
+// comes back up gets its hints without waiting for the next pass.
+func (n *Node) refreshStates() {
+	old := n.states.Load()
+	states := map[string]string{}
+	for _, m := range n.membership.Members() {
+		states[m.ID] = m.State
+		if old != nil && (*old)[m.ID] != StateAlive && m.State == StateAlive && n.handoff != nil {
+			n.handoff.Wake()
+		}
+	}
+	n.states.Store(&states)
+}
+
+// memberDown reports whether membership suspects id or knows it is down.
+func (n *Node) memberDown(id string) bool {
+	states := n.states.Load()
+	if states == nil {
+		return false
+	}
+	st, ok := (*states)[id]
+	return ok && st != StateAlive
 }
 
 // rebuildRing computes the ring from the current members and, when it
@@ -257,12 +322,20 @@ func (n *Node) plan(key []byte, quorum, def int) (replication.Plan, error) {
 		return replication.Plan{}, fmt.Errorf("%w: got %d with N=%d", ErrBadQuorum, quorum, q.N)
 	}
 	p := r.PartitionOf(key)
-	return replication.Plan{Partition: p, Replicas: r.PreferenceList(p, q.N), Quorum: quorum}, nil
+	plan := replication.Plan{Partition: p, Quorum: quorum}
+	if n.cfg.HintedHandoff {
+		all := r.PreferenceList(p, len(r.Members()))
+		plan.Replicas, plan.Fallbacks = all[:min(q.N, len(all))], all[min(q.N, len(all)):]
+	} else {
+		plan.Replicas = r.PreferenceList(p, q.N)
+	}
+	return plan, nil
 }
 
 // Put stores a value (see replication.Coordinator.Put), forwarding to a
 // replica of the key when this node is not one.
 func (n *Node) Put(ctx context.Context, req PutRequest) (version.Clock, error) {
+	defer n.observeForeground(time.Now())
 	plan, err := n.plan(req.Key, req.W, n.Quorums().W)
 	if err != nil {
 		return nil, err
@@ -283,6 +356,7 @@ func (n *Node) Put(ctx context.Context, req PutRequest) (version.Clock, error) {
 
 // Get reads a key at quorum R, forwarding when this node is not a replica.
 func (n *Node) Get(ctx context.Context, req GetRequest) (*version.Object, error) {
+	defer n.observeForeground(time.Now())
 	plan, err := n.plan(req.Key, req.R, n.Quorums().R)
 	if err != nil {
 		return nil, err
@@ -302,6 +376,7 @@ func (n *Node) Get(ctx context.Context, req GetRequest) (*version.Object, error)
 // Delete removes the versions the context covers (or, without one, what a
 // quorum read sees), forwarding when this node is not a replica.
 func (n *Node) Delete(ctx context.Context, req DeleteRequest) (version.Clock, error) {
+	defer n.observeForeground(time.Now())
 	plan, err := n.plan(req.Key, req.W, n.Quorums().W)
 	if err != nil {
 		return nil, err
@@ -317,6 +392,12 @@ func (n *Node) Delete(ctx context.Context, req DeleteRequest) (version.Clock, er
 		Op: replication.OpDelete, Key: req.Key, Context: req.Context, HasContext: req.HasContext, Quorum: req.W,
 	})
 	return resp.Context, err
+}
+
+// observeForeground feeds a client request's latency to the background
+// pipeline's admission control.
+func (n *Node) observeForeground(start time.Time) {
+	n.pipeline.ObserveForeground(time.Since(start))
 }
 
 // GetLocal returns this node's own copy of key: no forwarding, quorum or repair.
@@ -335,11 +416,16 @@ func (n *Node) replicates(plan replication.Plan) bool {
 // forward relays a request to the first replica that can be reached.
 func (n *Node) forward(ctx context.Context, plan replication.Plan, req replication.CoordinateRequest) (replication.CoordinateResponse, error) {
 	for _, id := range plan.Replicas {
+		if !n.health.Usable(id) {
+			continue
+		}
 		resp, err := n.transport.Coordinate(ctx, id, req)
 		if errors.Is(err, replication.ErrUnreachable) {
+			n.health.Failed(id)
 			n.logger.Debug("coordinator unreachable, trying next", "peer", id, "err", err)
 			continue
 		}
+		n.health.Succeeded(id)
 		n.metrics.coordinated("forward", err)
 		return resp, err
 	}
@@ -355,14 +441,23 @@ func contextOrNil(c version.Clock, has bool) version.Clock {
 }
 
 // HandleFetch serves a replica read for another node's coordinator.
+// A stand-in answers with the hints it holds for the key too, since
+// coordinators read from stand-ins in place of unreachable replicas.
 func (n *Node) HandleFetch(_ context.Context, _ string, req replication.FetchRequest) (replication.FetchResponse, error) {
 	obj, err := n.objects.Get(req.Partition, req.Key)
-	return replication.FetchResponse{Object: obj}, err
+	if err != nil {
+		return replication.FetchResponse{}, err
+	}
+	hinted, err := n.hints.Hinted(req.Partition, req.Key)
+	return replication.FetchResponse{Object: version.Merge(obj, hinted)}, err
 }
 
-// HandleStore merges a version sent by a coordinator (or a repair) into
-// this node's copy, durably.
+// HandleStore merges a version sent by a coordinator (or a repair, or a
+// handoff) into this node's copy, durably; a stand-in keeps it as a hint.
 func (n *Node) HandleStore(_ context.Context, _ string, req replication.StoreRequest) (replication.StoreResponse, error) {
+	if req.HintFor != "" && req.HintFor != n.cfg.ID {
+		return replication.StoreResponse{}, n.hints.AddHint(req.HintFor, req.Partition, req.Key, req.Object)
+	}
 	_, err := n.objects.Apply(req.Partition, req.Key, func(cur *version.Object) (*version.Object, error) {
 		return version.Merge(cur, req.Object), nil
 	})
@@ -445,6 +540,9 @@ func (n *Node) Ring() RingInfo {
 	return info
 }
 
+// PendingHints returns how many hints this node holds, by target.
+func (n *Node) PendingHints() (map[string]int, error) { return n.db.HintCounts() }
+
 // Drain makes the node report not ready and refuse new requests, so a load
 // balancer stops sending before Close.
 func (n *Node) Drain() { n.stopping.Store(true) }
@@ -467,6 +565,9 @@ func (n *Node) closeResources() error {
 	var errs []error
 	if n.membership != nil && n.cfg.Membership == nil {
 		errs = append(errs, n.membership.Shutdown())
+	}
+	if n.pipeline != nil {
+		n.pipeline.Close()
 	}
 	if n.peerServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/dynamo-kv/dynamo/node/store"
 	"github.com/dynamo-kv/dynamo/replication"
@@ -17,25 +16,18 @@ var _ replication.Store = objectStore{}
 
 func (s objectStore) Get(partition int, key []byte) (*version.Object, error) {
 	raw, err := s.db.Get(uint32(partition), key)
-	if err != nil || raw == nil {
+	if err != nil {
 		return nil, err
 	}
-	obj, err := version.Unmarshal(raw)
-	if err != nil {
-		return nil, fmt.Errorf("stored object of partition %d is corrupt: %w", partition, err)
-	}
-	return obj, nil
+	return decodeObject(raw, partition)
 }
 
 func (s objectStore) Apply(partition int, key []byte, fn func(*version.Object) (*version.Object, error)) (*version.Object, error) {
 	var out *version.Object
 	_, err := s.db.Update(uint32(partition), key, func(old []byte) ([]byte, error) {
-		var cur *version.Object
-		if old != nil {
-			var err error
-			if cur, err = version.Unmarshal(old); err != nil {
-				return nil, fmt.Errorf("stored object of partition %d is corrupt: %w", partition, err)
-			}
+		cur, err := decodeObject(old, partition)
+		if err != nil {
+			return nil, err
 		}
 		next, err := fn(cur)
 		if err != nil {

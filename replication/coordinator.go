@@ -22,12 +22,15 @@ type Store interface {
 }
 
 // Plan says where one request goes: the key's partition, its replicas in
-// preference order, and the quorum the request needs.
+// preference order, the stand-ins, and the quorum the request needs.
 type Plan struct {
 	Partition int
-	// Replicas are the nodes that should hold the key, coordinator first.
-	// The coordinator itself (Config.Self) is among them.
+	// Replicas are the first N nodes of the key's preference list,
+	// coordinator first. The coordinator itself (Config.Self) is among them.
 	Replicas []string
+	// Fallbacks are the nodes after the first N, in preference order: the
+	// stand-ins of a sloppy quorum. Empty means a strict quorum.
+	Fallbacks []string
 	// Quorum is R for reads and W for writes, 1 <= Quorum <= len(Replicas).
 	Quorum int
 }
@@ -39,40 +42,50 @@ type CoordinatorConfig struct {
 	// Actor is this node's dot-minting identity (see package version).
 	Actor version.Actor
 	// Timeout bounds the work that goes on after the client was answered
-	// (late replica stores). Zero means 2s.
+	// (late replica stores, the replies read repair waits for). Zero means 2s.
 	Timeout time.Duration
 	// Now is the clock stamped on new versions; nil means time.Now.
 	Now func() time.Time
 }
 
+// Deps are the coordinator's collaborators. Store and Transport are
+// required; the rest may be nil (no hints kept, every node usable, repairs
+// sent inline, no metrics).
+type Deps struct {
+	Store     Store
+	Transport Transport
+	Hints     HintStore
+	Health    *Health
+	Pipeline  *Pipeline
+	Metrics   *Metrics
+}
+
 // Coordinator runs quorum reads and writes for keys this node replicates.
 // It is safe for concurrent use.
 type Coordinator struct {
-	cfg       CoordinatorConfig
-	store     Store
-	transport Transport
-	metrics   *Metrics
+	cfg CoordinatorConfig
+	Deps
 }
 
-// NewCoordinator builds a coordinator. metrics may be nil.
-func NewCoordinator(cfg CoordinatorConfig, store Store, transport Transport, metrics *Metrics) *Coordinator {
+// NewCoordinator builds a coordinator.
+func NewCoordinator(cfg CoordinatorConfig, deps Deps) *Coordinator {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Coordinator{cfg: cfg, store: store, transport: transport, metrics: metrics}
+	return &Coordinator{cfg: cfg, Deps: deps}
 }
 
 // Put stores a new version of key. It mints the version from the local copy
-// (ctx's clock supersedes what it covers; hasContext false means a blind
-// write), then stores it on the other replicas and returns once plan.Quorum
-// replicas, this one included, hold it durably. The returned clock is the
+// (clientCtx supersedes what it covers; nil means a blind write), then
+// stores it on the other replicas and returns once plan.Quorum nodes, this
+// one and stand-ins included, hold it durably. The returned clock is the
 // new version's context: what the client had seen plus the new write.
 func (c *Coordinator) Put(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (version.Clock, error) {
 	var dot version.Dot
-	obj, err := c.store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
+	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
 		var next *version.Object
 		next, dot = cur.Write(c.cfg.Actor, clientCtx, value, contentType, c.cfg.Now())
 		return next, nil
@@ -86,9 +99,9 @@ func (c *Coordinator) Put(ctx context.Context, plan Plan, key, value []byte, con
 	return clientCtx.With(dot), nil
 }
 
-// Delete removes the versions clientCtx covers. Without a context (nil), it
-// first reads the key at the plan's quorum and deletes what that read saw.
-// The returned clock is what the delete covered.
+// Delete removes the versions clientCtx covers. Without a context, it first
+// reads the key at the plan's quorum and deletes what that read saw. The
+// returned clock is what the delete covered.
 func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientCtx version.Clock, hasContext bool) (version.Clock, error) {
 	if !hasContext {
 		seen, err := c.Get(ctx, plan, key)
@@ -97,7 +110,7 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 		}
 		clientCtx = seen.Context()
 	}
-	obj, err := c.store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
+	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
 		return cur.Delete(clientCtx), nil
 	})
 	if err != nil {
@@ -110,15 +123,16 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 }
 
 // replicate sends obj to every other replica and waits until plan.Quorum
-// replicas (counting this one, which already stored it) hold it. Stores
-// still in flight when the quorum is reached go on in the background,
-// bounded by the configured timeout.
+// nodes (counting this one, which already stored it) hold it. A replica
+// that is down or fails has the write sent to the next stand-in as a hint
+// naming it; with no stand-in left, this node keeps the hint itself, so the
+// replica still catches up without a read. Stores still in flight when the
+// quorum is reached go on in the background, bounded by the timeout.
 func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
 	others := c.others(plan)
+	standIns := newStandIns(plan.Fallbacks, c.Health)
 	results := c.fanOut(ctx, others, func(ctx context.Context, id string) reply {
-		_, err := c.transport.Store(ctx, id, StoreRequest{Partition: plan.Partition, Key: key, Object: obj})
-		c.metrics.observeReplica(id, "store", err)
-		return reply{id: id, err: err}
+		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns)}
 	})
 	need, acked, failed := plan.Quorum-1, 0, 0
 	for acked < need {
@@ -139,19 +153,85 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 	return nil
 }
 
-// Get reads key from the plan's replicas and returns the merge of the first
-// plan.Quorum answers (nil when none had the key). Once every replica has
-// answered or the timeout passed, replicas whose copy lacks something the
-// merge holds are sent the merge (read repair).
+// storeOrHint delivers obj for replica id: to id itself when it is usable,
+// else (or when that fails) to a stand-in as a hint, else into this node's
+// own hints. It returns nil only when another node durably holds obj; a
+// hint kept here does not count towards the quorum, since this node's copy
+// already did.
+func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, obj *version.Object, id string, standIns *standIns) error {
+	req := StoreRequest{Partition: plan.Partition, Key: key, Object: obj}
+	err := ErrUnreachable
+	if c.Health.Usable(id) {
+		attempt, cancel := c.attemptContext(ctx, standIns)
+		_, err = c.Transport.Store(attempt, id, req)
+		cancel()
+		c.Health.observe(id, err)
+		c.Metrics.observeReplica(id, "store", err)
+		if err == nil {
+			return nil
+		}
+	}
+	if c.Hints == nil {
+		return err
+	}
+	req.HintFor = id
+	for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
+		_, serr := c.Transport.Store(ctx, standIn, req)
+		c.Health.observe(standIn, serr)
+		c.Metrics.observeReplica(standIn, "store", serr)
+		if serr == nil {
+			c.Metrics.standIn()
+			return nil
+		}
+	}
+	if herr := c.Hints.AddHint(id, plan.Partition, key, obj); herr != nil {
+		return fmt.Errorf("%w; keeping a hint failed too: %v", err, herr)
+	}
+	return fmt.Errorf("%w (kept a hint for it here)", err)
+}
+
+// attemptContext bounds the direct attempt at a replica so that, when a
+// stand-in could take over, half the time is left for it.
+func (c *Coordinator) attemptContext(ctx context.Context, s *standIns) (context.Context, context.CancelFunc) {
+	if s.empty() {
+		return ctx, func() {}
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithTimeout(ctx, c.cfg.Timeout/2)
+	}
+	return context.WithTimeout(ctx, time.Until(deadline)/2)
+}
+
+// Get reads key from the plan's usable replicas (stand-ins in place of
+// unusable ones, since they may hold hints) and returns the merge of the
+// first plan.Quorum answers, nil when none had the key. Once every replica
+// has answered or the timeout passed, replicas whose copy lacks something
+// the merge holds are sent the merge (read repair).
 func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.Object, error) {
+	standIns := newStandIns(plan.Fallbacks, c.Health)
 	results := c.fanOut(ctx, plan.Replicas, func(ctx context.Context, id string) reply {
 		if id == c.cfg.Self {
-			obj, err := c.store.Get(plan.Partition, key)
-			return reply{id: id, obj: obj, err: err}
+			obj, err := c.Store.Get(plan.Partition, key)
+			return reply{id: id, obj: obj, err: err, replica: true}
 		}
-		resp, err := c.transport.Fetch(ctx, id, FetchRequest{Partition: plan.Partition, Key: key})
-		c.metrics.observeReplica(id, "fetch", err)
-		return reply{id: id, obj: resp.Object, err: err}
+		if c.Health.Usable(id) {
+			resp, err := c.Transport.Fetch(ctx, id, FetchRequest{Partition: plan.Partition, Key: key})
+			c.Health.observe(id, err)
+			c.Metrics.observeReplica(id, "fetch", err)
+			if err == nil {
+				return reply{id: id, obj: resp.Object, replica: true}
+			}
+		}
+		for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
+			resp, err := c.Transport.Fetch(ctx, standIn, FetchRequest{Partition: plan.Partition, Key: key})
+			c.Health.observe(standIn, err)
+			c.Metrics.observeReplica(standIn, "fetch", err)
+			if err == nil {
+				return reply{id: standIn, obj: resp.Object}
+			}
+		}
+		return reply{id: id, err: ErrUnreachable}
 	})
 	var (
 		merged  *version.Object
@@ -179,7 +259,8 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 }
 
 // readRepair waits for the replies still due, then sends the merge of all
-// answers to every replica whose copy lacked part of it.
+// answers to every replica whose copy lacked part of it. Stand-ins are not
+// repaired: they hold hints, not copies.
 func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, answers []reply, late <-chan reply, due int) {
 	for ; due > 0; due-- {
 		r := <-late // fanOut's own timeout guarantees every reply arrives
@@ -191,35 +272,46 @@ func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, 
 	if merged == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-	defer cancel()
 	for _, r := range answers {
-		if r.obj.Dominates(merged) {
+		if !r.replica || r.obj.Dominates(merged) {
 			continue
 		}
-		err := c.storeOn(ctx, r.id, plan.Partition, key, merged)
-		c.metrics.readRepair(err)
+		repair := func(ctx context.Context) error {
+			err := c.storeOn(ctx, r.id, plan.Partition, key, merged)
+			c.Metrics.readRepair(err)
+			return err
+		}
+		if c.Pipeline == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+			repair(ctx)
+			cancel()
+		} else if !c.Pipeline.Submit("read_repair", repair) {
+			c.Metrics.readRepair(errQueueFull)
+		}
 	}
 }
 
-// storeOn merges obj into one replica, this node included.
+// storeOn merges obj into one replica's copy, this node included.
 func (c *Coordinator) storeOn(ctx context.Context, id string, partition int, key []byte, obj *version.Object) error {
 	if id == c.cfg.Self {
-		_, err := c.store.Apply(partition, key, func(cur *version.Object) (*version.Object, error) {
+		_, err := c.Store.Apply(partition, key, func(cur *version.Object) (*version.Object, error) {
 			return version.Merge(cur, obj), nil
 		})
 		return err
 	}
-	_, err := c.transport.Store(ctx, id, StoreRequest{Partition: partition, Key: key, Object: obj})
-	c.metrics.observeReplica(id, "store", err)
+	_, err := c.Transport.Store(ctx, id, StoreRequest{Partition: partition, Key: key, Object: obj})
+	c.Health.observe(id, err)
+	c.Metrics.observeReplica(id, "store", err)
 	return err
 }
 
-// reply is one replica's answer to a fanned-out request.
+// reply is one replica's answer to a fanned-out request. replica is false
+// when a stand-in answered in the replica's place.
 type reply struct {
-	id  string
-	obj *version.Object
-	err error
+	id      string
+	obj     *version.Object
+	err     error
+	replica bool
 }
 
 // fanOut runs call for every id concurrently and returns a channel that
@@ -252,4 +344,37 @@ func (c *Coordinator) others(plan Plan) []string {
 		}
 	}
 	return out
+}
+
+// standIns hands out the fallbacks of one request, each at most once, in
+// preference order, skipping those health says are down. Safe for the
+// concurrent replica goroutines of one request.
+type standIns struct {
+	health *Health
+
+	mu   sync.Mutex // guards rest
+	rest []string
+}
+
+func newStandIns(fallbacks []string, h *Health) *standIns {
+	return &standIns{health: h, rest: fallbacks}
+}
+
+func (s *standIns) next() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.rest) > 0 {
+		id := s.rest[0]
+		s.rest = s.rest[1:]
+		if s.health.Usable(id) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+func (s *standIns) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rest) == 0
 }

@@ -13,3 +13,12 @@ var (
 	// coordinate the request.
 	ErrNoReplicas = errors.New("replication: no replica of the key is reachable")
 )
+
+// isAnswer reports whether err is a deliberate answer from a healthy node
+// (its own quorum could not be met) rather than a sign that it is unwell.
+func isAnswer(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoReplicas)
+}
+
+// errQueueFull reports background work dropped because its queue was full.
+var errQueueFull = errors.New("replication: background queue full")

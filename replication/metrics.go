@@ -11,6 +11,10 @@ import (
 type Metrics struct {
 	replicaRequests *prometheus.CounterVec
 	readRepairs     *prometheus.CounterVec
+	standIns        prometheus.Counter
+	hintsStored     prometheus.Counter
+	hintsDelivered  prometheus.Counter
+	hintsDropped    prometheus.Counter
 }
 
 // NewMetrics registers the replication collectors on reg.
@@ -24,8 +28,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dynamo_read_repairs_total",
 			Help: "Stale replicas sent the reconciled version after a read, by outcome (ok, error).",
 		}, []string{"outcome"}),
+		standIns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dynamo_standin_writes_total",
+			Help: "Replica writes that went to a stand-in node as a hint because the replica was unreachable (sloppy quorum).",
+		}),
+		hintsStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dynamo_hints_stored_total",
+			Help: "Hints this node stored for unreachable replicas.",
+		}),
+		hintsDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dynamo_hints_delivered_total",
+			Help: "Hints this node handed off to their target and deleted.",
+		}),
+		hintsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dynamo_hints_dropped_total",
+			Help: "Hints dropped, oldest first, because hint storage reached its bound; anti-entropy repairs what they carried.",
+		}),
 	}
-	reg.MustRegister(m.replicaRequests, m.readRepairs)
+	reg.MustRegister(m.replicaRequests, m.readRepairs, m.standIns, m.hintsStored, m.hintsDelivered, m.hintsDropped)
 	return m
 }
 
@@ -41,6 +61,32 @@ func (m *Metrics) readRepair(err error) {
 		return
 	}
 	m.readRepairs.WithLabelValues(outcome(err)).Inc()
+}
+
+func (m *Metrics) standIn() {
+	if m != nil {
+		m.standIns.Inc()
+	}
+}
+
+func (m *Metrics) hintDelivered() {
+	if m != nil {
+		m.hintsDelivered.Inc()
+	}
+}
+
+// HintStored counts a hint this node stored.
+func (m *Metrics) HintStored() {
+	if m != nil {
+		m.hintsStored.Inc()
+	}
+}
+
+// HintsDropped counts hints dropped at the storage bound.
+func (m *Metrics) HintsDropped(n int) {
+	if m != nil {
+		m.hintsDropped.Add(float64(n))
+	}
 }
 
 func outcome(err error) string {

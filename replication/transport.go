@@ -39,11 +39,14 @@ type FetchResponse struct {
 	Object *version.Object
 }
 
-// StoreRequest carries an object to merge into a replica's copy.
+// StoreRequest carries an object to merge into a replica's copy. With
+// HintFor set, the receiver is a stand-in: it keeps the object as a hint for
+// that node, to hand off once it is reachable, instead of as its own copy.
 type StoreRequest struct {
 	Partition int
 	Key       []byte
 	Object    *version.Object
+	HintFor   string
 }
 
 // StoreResponse acknowledges a durable store.

@@ -60,6 +60,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.BoolVar(&c.HintedHandoff, "hinted-handoff", c.HintedHandoff, "keep hints for unreachable replicas and deliver them later")
 	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", c.AntiEntropyInterval, "how often replicas compare Merkle trees; 0 turns it off")
 	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", c.TombstoneGrace, "how long a delete's tombstone is kept once every replica has it")
+	fs.IntVar(&c.MaxHints, "max-hints", c.MaxHints, "most hints kept for unreachable replicas; past it the oldest are dropped")
 	fs.StringVar(&c.GossipProfile, "gossip-profile", c.GossipProfile, "memberlist timing: lan, or local for fast failure detection on one machine")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")

@@ -132,6 +132,9 @@ func (c *Cluster) SetState(id, state string) { c.members.setState(id, state) }
 // Partition splits the network (see simnet.Network.Partition).
 func (c *Cluster) Partition(groups ...[]string) { c.Net.Partition(groups...) }
 
+// Isolate cuts node id off from every other node.
+func (c *Cluster) Isolate(id string) { c.Net.Isolate(id) }
+
 // Heal removes every network fault.
 func (c *Cluster) Heal() { c.Net.Heal() }
 

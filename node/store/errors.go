@@ -16,9 +16,10 @@ var (
 	// is. Update then writes nothing and returns the current value.
 	ErrNoChange = errors.New("store: no change")
 
-	// ErrEmptyKey is returned for a zero-length key or meta name.
+	// ErrEmptyKey is returned for a zero-length key, meta name or hint target.
 	ErrEmptyKey = errors.New("store: empty key")
 
-	// ErrKeyTooLarge is returned for a key or meta name over MaxKeySize.
+	// ErrKeyTooLarge is returned for a key or meta name over MaxKeySize, or
+	// a hint target over MaxTargetSize.
 	ErrKeyTooLarge = errors.New("store: key too large")
 )

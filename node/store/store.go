@@ -29,6 +29,7 @@ var (
 	bucketObjects = []byte("objects")
 	bucketMeta    = []byte("meta")
 	bucketHints   = []byte("hints")
+	bucketHintSeq = []byte("hintseq")
 )
 
 // Options tunes a DB. The zero value is ready for production.
@@ -45,6 +46,11 @@ type Options struct {
 	// LockTimeout bounds how long Open waits for another holder of the data
 	// dir to let go before failing with ErrLocked. Zero means 1s.
 	LockTimeout time.Duration
+
+	// MaxHints bounds how many hints are kept, across all targets. A write
+	// that takes the store past it drops the oldest hints. Zero means
+	// 1,000,000.
+	MaxHints int
 }
 
 func (o Options) withDefaults() Options {
@@ -54,14 +60,18 @@ func (o Options) withDefaults() Options {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = defaultLockTimeout
 	}
+	if o.MaxHints == 0 {
+		o.MaxHints = defaultMaxHints
+	}
 	return o
 }
 
 // DB is a node's open store. Its methods are safe for concurrent use.
 type DB struct {
-	path   string
-	bolt   *bolt.DB
-	closed atomic.Bool // set once by Close; bbolt itself rejects later use
+	path     string
+	bolt     *bolt.DB
+	maxHints int
+	closed   atomic.Bool // set once by Close; bbolt itself rejects later use
 }
 
 // Open opens (creating if needed) the store in dir. dir is created with mode
@@ -70,7 +80,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if dir == "" {
 		return nil, errors.New("store: open: empty data dir")
 	}
-	if opts.MaxBatchDelay < 0 || opts.MaxBatchSize < 0 || opts.LockTimeout < 0 {
+	if opts.MaxBatchDelay < 0 || opts.MaxBatchSize < 0 || opts.LockTimeout < 0 || opts.MaxHints < 0 {
 		return nil, fmt.Errorf("store: open: negative option in %+v", opts)
 	}
 	opts = opts.withDefaults()
@@ -93,7 +103,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketObjects, bucketMeta, bucketHints} {
+		for _, name := range [][]byte{bucketObjects, bucketMeta, bucketHints, bucketHintSeq} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -104,7 +114,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("store: create top buckets in %s: %w", path, err)
 	}
-	return &DB{path: path, bolt: bdb}, nil
+	return &DB{path: path, bolt: bdb, maxHints: opts.MaxHints}, nil
 }
 
 // Close waits for running transactions and releases the file. A pending
@@ -167,16 +177,10 @@ func (db *DB) Update(partition uint32, key []byte, fn func(old []byte) ([]byte, 
 		if b := partitionBucket(tx, partition); b != nil {
 			old = b.Get(key)
 		}
-		next, err := fn(old)
-		switch {
-		case errors.Is(err, ErrNoChange):
+		var noChange bool
+		writes, noChange, fnErr = dryRun(old, fn)
+		if noChange {
 			current = bytes.Clone(old)
-		case err != nil:
-			fnErr = err
-		case next == nil && old == nil:
-			// Deleting an absent key.
-		default:
-			writes = true
 		}
 		return nil
 	})
@@ -398,4 +402,20 @@ func checkKey(key []byte) error {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), MaxKeySize)
 	}
 	return nil
+}
+
+// dryRun runs an update function on a snapshot of the old value and
+// reports whether it would write, so updates that change nothing skip the
+// write transaction and its fsync.
+func dryRun(old []byte, fn func([]byte) ([]byte, error)) (writes, noChange bool, fnErr error) {
+	next, err := fn(old)
+	switch {
+	case errors.Is(err, ErrNoChange):
+		return false, true, nil
+	case err != nil:
+		return false, false, err
+	case next == nil && old == nil: // deleting what is absent
+		return false, false, nil
+	}
+	return true, false, nil
 }

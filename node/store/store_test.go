@@ -42,9 +42,9 @@ func openTestDB(tb testing.TB, dir string, opts Options) *DB {
 }
 
 // mustCheck runs bbolt's consistency check and verifies the layout doc.go
-// promises: exactly the objects, meta and hints top buckets; objects holds
-// only buckets named by 4-byte partition numbers; partitions and meta hold
-// only plain key/value pairs.
+// promises: exactly the objects, meta, hints and hintseq top buckets; objects
+// holds only buckets named by 4-byte partition numbers; partitions and meta
+// hold only plain key/value pairs; checkHints holds for the hints.
 func mustCheck(tb testing.TB, db *DB) {
 	tb.Helper()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -59,7 +59,7 @@ func mustCheck(tb testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
-		if want := []string{"hints", "meta", "objects"}; !slices.Equal(top, want) {
+		if want := []string{"hints", "hintseq", "meta", "objects"}; !slices.Equal(top, want) {
 			tb.Errorf("top buckets = %q, want %q", top, want)
 		}
 
@@ -81,6 +81,7 @@ func mustCheck(tb testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
+		checkHints(tb, tx)
 		return plain("meta", tx.Bucket(bucketMeta))
 	})
 	if err != nil {

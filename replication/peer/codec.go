@@ -15,7 +15,7 @@ import (
 //
 //	FetchRequest        partition:uvarint key:bytes
 //	FetchResponse       object:optobject
-//	StoreRequest        partition:uvarint key:bytes object:optobject
+//	StoreRequest        partition:uvarint key:bytes object:optobject hintfor:bytes
 //	StoreResponse       (empty)
 //	CoordinateRequest   op:byte flags:byte key:bytes value:bytes contenttype:bytes
 //	                    context:clock quorum:uvarint
@@ -68,12 +68,14 @@ func decodeFetchResponse(data []byte) (replication.FetchResponse, error) {
 func appendStoreRequest(buf []byte, r replication.StoreRequest) []byte {
 	buf = appendInt(buf, r.Partition)
 	buf = appendBytes(buf, r.Key)
-	return appendObject(buf, r.Object)
+	buf = appendObject(buf, r.Object)
+	return appendBytes(buf, []byte(r.HintFor))
 }
 
 func decodeStoreRequest(data []byte) (replication.StoreRequest, error) {
 	d := decoder{buf: data}
 	r := replication.StoreRequest{Partition: d.int("partition"), Key: d.bytes(), Object: d.object()}
+	r.HintFor = string(d.bytes())
 	return r, d.finish()
 }
 
