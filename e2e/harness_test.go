@@ -35,6 +35,9 @@ const (
 	pollInterval    = 25 * time.Millisecond
 )
 
+// showLogs makes every test log its nodes' output, not only a failed one.
+var showLogs = flag.Bool("e2e.logs", false, "log every node's output at the end of each test, even when it passed")
+
 // The binary is built once per test process, into a directory TestMain
 // removes.
 var build struct {
@@ -110,6 +113,9 @@ type process struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process has exited and err is set
 	err  error         // what cmd.Wait returned
+	// stopped is set between a SIGSTOP the test sent and the SIGCONT
+	// that resumes the process; only the test's goroutine touches it.
+	stopped bool
 }
 
 func (p *process) exited() bool {
@@ -138,13 +144,14 @@ func startCluster(t *testing.T, size int) *cluster {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
 	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Tests write with a few concurrent clients per node: keep their
+	// connections alive rather than churn through ephemeral ports.
+	tr.MaxIdleConnsPerHost = 32
 	c := &cluster{
-		t:   t,
-		bin: binary(t),
-		client: &http.Client{
-			Timeout:   clientTimeout,
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
-		},
+		t:      t,
+		bin:    binary(t),
+		client: &http.Client{Timeout: clientTimeout, Transport: tr},
 	}
 	dir := t.TempDir() // before the Cleanup below, so removed after the kills
 	addrs := freeAddrs(t, 3*size)
@@ -271,6 +278,12 @@ func (c *cluster) signal(t *testing.T, i int, sig os.Signal) {
 	if err := n.proc.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("node %s: signal %v: %v", n.id, sig, err)
 	}
+	switch sig {
+	case syscall.SIGSTOP:
+		n.proc.stopped = true
+	case syscall.SIGCONT:
+		n.proc.stopped = false
+	}
 }
 
 // waitExit waits up to timeout for node i to exit and returns how long the
@@ -303,12 +316,17 @@ func (c *cluster) stopAll() {
 			continue
 		}
 		if !n.proc.exited() {
+			if n.proc.stopped {
+				// Resume a process the test left stopped, so that nothing
+				// of it lingers once it is killed.
+				n.proc.cmd.Process.Signal(syscall.SIGCONT)
+			}
 			n.proc.cmd.Process.Kill()
 		}
 		<-n.proc.done
 	}
 	c.client.CloseIdleConnections()
-	if !c.t.Failed() {
+	if !c.t.Failed() && !*showLogs {
 		return
 	}
 	const tail = 64 << 10
