@@ -38,6 +38,13 @@ type Service interface {
 	Ring() node.RingInfo
 	// Ready reports whether the store is open and the node has a ring.
 	Ready() bool
+	// Leave starts handing off this node's data before it leaves the
+	// cluster, and returns at once; calling it again is harmless.
+	Leave() error
+	// Remove forgets a member that died for good. It reports
+	// node.ErrUnknownMember for an id that is not a member (or is gone) and
+	// node.ErrMemberAlive for one that is up, or is this node.
+	Remove(id string) error
 }
 
 var _ Service = (*node.Node)(nil)
@@ -101,6 +108,8 @@ func New(svc Service, opts Options) http.Handler {
 	r.Get("/cluster", s.cluster)
 	r.Get("/cluster/keys/*", s.clusterKey)
 	r.Get("/cluster/ring", s.clusterRing)
+	r.Post("/cluster/leave", s.clusterLeave)
+	r.Post("/cluster/remove/{id}", s.clusterRemove)
 	return r
 }
 

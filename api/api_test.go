@@ -43,6 +43,11 @@ type fakeService struct {
 
 	cluster node.ClusterInfo
 	ring    node.RingInfo
+
+	leaves    int      // calls of Leave
+	removed   []string // ids passed to Remove, in order
+	leaveErr  error    // returned by Leave when set
+	removeErr error    // returned by Remove when set
 }
 
 var _ Service = (*fakeService)(nil)
@@ -56,8 +61,10 @@ func newFakeService() *fakeService {
 		cluster: node.ClusterInfo{
 			ID: "node-a", N: 3, R: 2, W: 2, Partitions: 8,
 			Members: []node.MemberInfo{
-				{ID: "node-a", Addr: "10.0.0.1:8080", PeerAddr: "10.0.0.1:8081", GossipAddr: "10.0.0.1:7946", State: node.StateAlive},
-				{ID: "node-b", Addr: "10.0.0.2:8080", PeerAddr: "10.0.0.2:8081", GossipAddr: "10.0.0.2:7946", State: node.StateSuspect},
+				{ID: "node-a", Addr: "10.0.0.1:8080", PeerAddr: "10.0.0.1:8081", GossipAddr: "10.0.0.1:7946", State: node.StateAlive,
+					Partitions: 5, PartitionsInTransfer: 2, BytesMoved: 123456},
+				{ID: "node-b", Addr: "10.0.0.2:8080", PeerAddr: "10.0.0.2:8081", GossipAddr: "10.0.0.2:7946", State: node.StateSuspect,
+					Leaving: true, Partitions: 3},
 				{ID: "node-<c>", Addr: "10.0.0.3:8080", PeerAddr: "10.0.0.3:8081", GossipAddr: "10.0.0.3:7946", State: node.StateDead},
 			},
 		},
@@ -171,6 +178,30 @@ func (f *fakeService) Ready() bool {
 	defer f.mu.Unlock()
 	f.enter()
 	return f.ready
+}
+
+func (f *fakeService) Leave() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.enter()
+	f.leaves++
+	return f.leaveErr
+}
+
+func (f *fakeService) Remove(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.enter()
+	f.removed = append(f.removed, id)
+	return f.removeErr
+}
+
+// membershipCalls returns how many times Leave was called and the ids
+// Remove was called with.
+func (f *fakeService) membershipCalls() (leaves int, removed []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leaves, append([]string(nil), f.removed...)
 }
 
 // set changes the fake's behaviour under its lock.

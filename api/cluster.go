@@ -2,6 +2,8 @@ package api
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/dynamo-kv/dynamo/node"
 )
@@ -48,4 +50,56 @@ func (s *server) clusterRing(w http.ResponseWriter, r *http.Request) {
 	}
 	ring.PreferenceLists = lists
 	writeJSON(w, http.StatusOK, ring)
+}
+
+// membershipChange is the 202 answer of POST /cluster/leave and
+// POST /cluster/remove/{id}.
+type membershipChange struct {
+	Status string `json:"status"` // "leaving" or "removed"
+	ID     string `json:"id"`     // the node leaving, or the member removed
+}
+
+// clusterLeave is POST /cluster/leave: this node starts handing off its data
+// and leaves once that is done. It answers at once, and again 202 on a
+// repeated call while the hand-off runs.
+func (s *server) clusterLeave(w http.ResponseWriter, r *http.Request) {
+	if err := s.svc.Leave(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, membershipChange{Status: "leaving", ID: s.svc.Cluster().ID})
+}
+
+// clusterRemove is POST /cluster/remove/{id}: forget a member that died for
+// good.
+func (s *server) clusterRemove(w http.ResponseWriter, r *http.Request) {
+	id, err := memberFromPath(r, "/cluster/remove/")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.svc.Remove(id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, membershipChange{Status: "removed", ID: id})
+}
+
+// memberFromPath returns the member id of a request to prefix+"{id}": the
+// rest of the escaped path, percent-decoded once. chi's URL parameter is not
+// used because it is decoded or not depending on whether Go kept RawPath, so
+// "%25" would arrive as "%" and be decoded again. An empty or undecodable id
+// names no member; the router never lets the first through and Go's server
+// refuses the second, so both are only defence.
+func memberFromPath(r *http.Request, prefix string) (string, error) {
+	p := r.URL.RawPath
+	if p == "" {
+		p = r.URL.EscapedPath()
+	}
+	escaped, ok := strings.CutPrefix(p, prefix)
+	id, err := url.PathUnescape(escaped)
+	if !ok || err != nil || id == "" {
+		return "", &apiError{http.StatusNotFound, codeUnknownMember, "the member id is empty or not valid percent-encoding"}
+	}
+	return id, nil
 }

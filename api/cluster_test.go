@@ -2,7 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -48,12 +51,18 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("members %v", v["members"])
 	}
 	m, _ := members[1].(map[string]any)
-	if got := keysOf(m); !slices.Equal(got, []string{"addr", "gossip_addr", "id", "peer_addr", "state"}) {
+	if got := keysOf(m); !slices.Equal(got, []string{"addr", "bytes_moved", "gossip_addr", "id", "leaving",
+		"partitions", "partitions_in_transfer", "peer_addr", "state"}) {
 		t.Fatalf("member fields %v", got)
 	}
 	if m["id"] != "node-b" || m["addr"] != "10.0.0.2:8080" || m["peer_addr"] != "10.0.0.2:8081" ||
-		m["gossip_addr"] != "10.0.0.2:7946" || m["state"] != "suspect" {
+		m["gossip_addr"] != "10.0.0.2:7946" || m["state"] != "suspect" || m["leaving"] != true ||
+		m["partitions"] != 3.0 || m["partitions_in_transfer"] != 0.0 || m["bytes_moved"] != 0.0 {
 		t.Fatalf("member %v", m)
+	}
+	if a, _ := members[0].(map[string]any); a["leaving"] != false || a["partitions"] != 5.0 ||
+		a["partitions_in_transfer"] != 2.0 || a["bytes_moved"] != 123456.0 {
+		t.Fatalf("member %v", a)
 	}
 
 	h.svc.set(func(f *fakeService) { f.cluster.Members = nil })
@@ -128,7 +137,9 @@ func TestUI(t *testing.T) {
 	}
 	page := rec.Body.String()
 	for _, want := range []string{
-		"node-a", "node-b", "10.0.0.2:8081", ">suspect<", ">dead<",
+		"node-a", "node-b", "10.0.0.2:8081", ">alive<", ">dead<",
+		`>suspect <span class="leaving">leaving</span><`,                          // node-b hands off
+		`<td class="num">5</td><td class="num">2</td><td class="num">123456</td>`, // node-a: owned, in transfer, bytes moved
 		"node-&lt;c&gt;",                  // escaped, not markup
 		`id="n">3<`, `id="partitions">8<`, // effective settings
 		`fetch("cluster"`, "setInterval(refresh, 2000)",
@@ -137,6 +148,9 @@ func TestUI(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
+	if n := strings.Count(page, `<span class="leaving">`); n != 1 {
+		t.Errorf("%d members marked leaving, want 1", n)
+	}
 	if strings.Contains(page, "node-<c>") {
 		t.Error("a member id was rendered as markup")
 	}
@@ -144,5 +158,98 @@ func TestUI(t *testing.T) {
 		if strings.Contains(page, external) {
 			t.Errorf("page references an external asset (%q)", external)
 		}
+	}
+}
+
+// wantAccepted checks rec is the 202 JSON answer {"status": status, "id": id}.
+func wantAccepted(t *testing.T, rec *httptest.ResponseRecorder, status, id string) {
+	t.Helper()
+	if rec.Code != http.StatusAccepted || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("status %d, Content-Type %q, body %s; want 202 JSON", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Fatalf("body %q: %v", rec.Body, err)
+	}
+	if len(v) != 2 || v["status"] != status || v["id"] != id {
+		t.Fatalf("body %v, want status %q and id %q", v, status, id)
+	}
+}
+
+func TestClusterLeave(t *testing.T) {
+	h := newHarness(t)
+	// Idempotent: every call is accepted; the node ignores the repeats.
+	for i := 1; i <= 2; i++ {
+		wantAccepted(t, h.do(http.MethodPost, "/cluster/leave", ""), "leaving", "node-a")
+		if leaves, removed := h.svc.membershipCalls(); leaves != i || len(removed) != 0 {
+			t.Fatalf("after %d calls: Leave called %d times, Remove with %q", i, leaves, removed)
+		}
+	}
+
+	h.svc.set(func(f *fakeService) { f.leaveErr = node.ErrNotReady })
+	wantError(t, h.do(http.MethodPost, "/cluster/leave", ""), http.StatusServiceUnavailable, codeNotReady)
+
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
+		rec := h.do(m, "/cluster/leave", "")
+		wantError(t, rec, http.StatusMethodNotAllowed, codeMethodNotAllowed)
+		if got := rec.Header().Get("Allow"); got != "POST" {
+			t.Fatalf("%s /cluster/leave: Allow %q, want POST", m, got)
+		}
+	}
+	if leaves, _ := h.svc.membershipCalls(); leaves != 3 {
+		t.Fatalf("Leave called %d times, want 3: a 405 must not reach it", leaves)
+	}
+}
+
+func TestClusterRemove(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct{ target, id string }{
+		{"/cluster/remove/node-c", "node-c"},
+		{"/cluster/remove/node-%3Cc%3E", "node-<c>"},
+		{"/cluster/remove/rack%2F1", "rack/1"},  // an escaped slash is part of the id
+		{"/cluster/remove/100%25", "100%"},      // decoded once, not twice
+		{"/cluster/remove/a%20b", "a b"},        // Go keeps no RawPath for this one
+		{"/cluster/remove/%E2%9C%93", "\u2713"}, // UTF-8
+	} {
+		wantAccepted(t, h.do(http.MethodPost, tc.target, ""), "removed", tc.id)
+		if _, removed := h.svc.membershipCalls(); removed[len(removed)-1] != tc.id {
+			t.Fatalf("POST %s: Remove called with %q, want %q", tc.target, removed[len(removed)-1], tc.id)
+		}
+	}
+
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{node.ErrUnknownMember, http.StatusNotFound, codeUnknownMember},
+		{fmt.Errorf("%w: %q", node.ErrUnknownMember, "node-x"), http.StatusNotFound, codeUnknownMember},
+		{node.ErrMemberAlive, http.StatusConflict, codeMemberAlive},
+		{fmt.Errorf("%w: %q", node.ErrMemberAlive, "node-b"), http.StatusConflict, codeMemberAlive},
+		{errors.New("disk on fire"), http.StatusInternalServerError, codeInternal},
+	} {
+		h.svc.set(func(f *fakeService) { f.removeErr = tc.err })
+		rec := h.do(http.MethodPost, "/cluster/remove/node-x", "")
+		wantError(t, rec, tc.status, tc.code)
+		if strings.Contains(rec.Body.String(), "node:") || strings.Contains(rec.Body.String(), "fire") {
+			t.Fatalf("error %v leaked into the answer %s", tc.err, rec.Body)
+		}
+	}
+
+	calls := func() int { _, removed := h.svc.membershipCalls(); return len(removed) }
+	before := calls()
+	// No id, or more than one path segment: no such route.
+	wantError(t, h.do(http.MethodPost, "/cluster/remove/", ""), http.StatusNotFound, codeNoRoute)
+	wantError(t, h.do(http.MethodPost, "/cluster/remove", ""), http.StatusNotFound, codeNoRoute)
+	wantError(t, h.do(http.MethodPost, "/cluster/remove/a/b", ""), http.StatusNotFound, codeNoRoute)
+	// Invalid percent-encoding (only reachable behind something that passes it through).
+	wantError(t, h.serve(rawPathRequest(http.MethodPost, "/cluster/remove/%zz")), http.StatusNotFound, codeUnknownMember)
+	rec := h.do(http.MethodGet, "/cluster/remove/node-c", "")
+	wantError(t, rec, http.StatusMethodNotAllowed, codeMethodNotAllowed)
+	if got := rec.Header().Get("Allow"); got != "POST" {
+		t.Fatalf("GET /cluster/remove/node-c: Allow %q, want POST", got)
+	}
+	if got := calls(); got != before {
+		t.Fatalf("Remove called %d more times by rejected requests", got-before)
 	}
 }

@@ -1,8 +1,9 @@
 // Package api is the client-facing HTTP layer of a node: the key-value routes
-// under /keys, the cluster views under /cluster, health and readiness probes,
-// Prometheus metrics and a small live page at /ui. Sections 2 and 3 of the
-// external contract (CONTRACT.md) and openapi.yaml at the module root are the
-// specification; this package implements exactly that.
+// under /keys, the cluster views and membership changes (leave, remove) under
+// /cluster, health and readiness probes, Prometheus metrics and a small live
+// page at /ui. Sections 2 and 3 of the external contract (CONTRACT.md) and
+// openapi.yaml at the module root are the specification; this package
+// implements exactly that.
 //
 // Handlers only parse, call the core through the Service interface, and
 // encode. They know nothing of replication: quorums, forwarding and repair

@@ -20,7 +20,9 @@ const (
 	codeBadBody          = "bad_body"           // 400: the request body could not be read
 	codeNotFound         = "not_found"          // 404: the key has no live value
 	codeNoRoute          = "no_route"           // 404: no such path
+	codeUnknownMember    = "unknown_member"     // 404: remove of an id that is not a member, or is gone
 	codeMethodNotAllowed = "method_not_allowed" // 405
+	codeMemberAlive      = "member_alive"       // 409: remove of a member that is up, or of this node
 	codeValueTooLarge    = "value_too_large"    // 413
 	codeInternal         = "internal"           // 500: a bug; details are logged, not sent
 	codeUnavailable      = "unavailable"        // 503: too few replicas answered in time
@@ -54,6 +56,10 @@ func errorFor(err error) *apiError {
 		return decided
 	case errors.Is(err, node.ErrBadQuorum):
 		return &apiError{http.StatusBadRequest, codeBadQuorum, "r and w must be between 1 and the effective N"}
+	case errors.Is(err, node.ErrUnknownMember):
+		return &apiError{http.StatusNotFound, codeUnknownMember, "no such member, or it was already removed"}
+	case errors.Is(err, node.ErrMemberAlive):
+		return &apiError{http.StatusConflict, codeMemberAlive, "the member is up (or is this node): ask it to leave with POST /cluster/leave on that node instead"}
 	case errors.Is(err, node.ErrNotReady):
 		return &apiError{http.StatusServiceUnavailable, codeNotReady, "the node is starting or shutting down; try another node"}
 	case errors.Is(err, node.ErrNoReplicas):

@@ -49,6 +49,9 @@ type Config struct {
 	AntiEntropyInterval time.Duration
 	// TombstoneGrace is how long a tombstone outlives its arrival on every replica.
 	TombstoneGrace time.Duration
+	// HandoffBytesPerSecond throttles the partition data a node pulls
+	// after a ring change; 0 means unthrottled.
+	HandoffBytesPerSecond int64
 	// MaxHints bounds the hints this node keeps for unreachable replicas;
 	// past it the oldest are dropped (anti-entropy repairs their targets).
 	MaxHints int
@@ -79,22 +82,23 @@ func DefaultConfig() Config {
 		host = "dynamo"
 	}
 	return Config{
-		ID:                  host,
-		Listen:              "127.0.0.1:8080",
-		PeerListen:          "127.0.0.1:8081",
-		GossipListen:        "127.0.0.1:7946",
-		DataDir:             "./data",
-		N:                   3,
-		R:                   2,
-		W:                   2,
-		Partitions:          256,
-		RequestTimeout:      2 * time.Second,
-		MaxValueBytes:       1 << 20,
-		HintedHandoff:       true,
-		AntiEntropyInterval: 30 * time.Second,
-		TombstoneGrace:      time.Hour,
-		MaxHints:            1_000_000,
-		GossipProfile:       "lan",
+		ID:                    host,
+		Listen:                "127.0.0.1:8080",
+		PeerListen:            "127.0.0.1:8081",
+		GossipListen:          "127.0.0.1:7946",
+		DataDir:               "./data",
+		N:                     3,
+		R:                     2,
+		W:                     2,
+		Partitions:            256,
+		RequestTimeout:        2 * time.Second,
+		MaxValueBytes:         1 << 20,
+		HintedHandoff:         true,
+		AntiEntropyInterval:   30 * time.Second,
+		TombstoneGrace:        time.Hour,
+		MaxHints:              1_000_000,
+		HandoffBytesPerSecond: 32 << 20,
+		GossipProfile:         "lan",
 	}
 }
 
@@ -126,6 +130,7 @@ func (c Config) Validate() error {
 	check(c.MaxValueBytes >= 0 && c.MaxValueBytes <= 64<<20, "max-value-bytes must be between 0 and 64 MiB, got %d", c.MaxValueBytes)
 	check(c.AntiEntropyInterval >= 0, "anti-entropy-interval must not be negative")
 	check(c.TombstoneGrace >= 0, "tombstone-grace must not be negative")
+	check(c.HandoffBytesPerSecond >= 0, "handoff-bytes-per-second must not be negative")
 	check(c.MaxHints >= 1, "max-hints must be at least 1, got %d", c.MaxHints)
 	check(c.GossipProfile == "lan" || c.GossipProfile == "local", "gossip profile must be lan or local, got %q", c.GossipProfile)
 	if c.Transport == nil {

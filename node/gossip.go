@@ -24,9 +24,10 @@ type gossip struct {
 	self   Member
 	logger *slog.Logger
 
-	mu     sync.Mutex // guards closed
-	closed bool
-	stop   context.CancelFunc
+	mu       sync.Mutex // guards closed and progress
+	closed   bool
+	progress Progress
+	stop     context.CancelFunc
 }
 
 var _ Membership = (*gossip)(nil)
@@ -37,6 +38,7 @@ type nodeMeta struct {
 	Addr     string `json:"a"`
 	PeerAddr string `json:"p"`
 	Joined   int64  `json:"j"`
+	Progress
 }
 
 // startGossip creates the memberlist on cfg.GossipListen and joins the
@@ -132,6 +134,44 @@ func (g *gossip) Members() []Member {
 
 func (g *gossip) Changes() <-chan struct{} { return g.table.changes }
 
+// Publish updates this node's meta, which memberlist gossips to the others.
+func (g *gossip) Publish(p Progress) {
+	g.mu.Lock()
+	if g.closed || g.progress == p {
+		g.mu.Unlock()
+		return
+	}
+	g.progress = p
+	g.mu.Unlock()
+	g.table.setProgress(g.self.ID, p)
+	if err := g.ml.UpdateNode(5 * time.Second); err != nil {
+		g.logger.Warn("cannot publish progress", "err", err)
+	}
+}
+
+// Remove marks a dead member as gone for good; the member table spreads
+// that through push/pull.
+func (g *gossip) Remove(id string) error {
+	m, ok := g.table.get(id)
+	if !ok || m.State == StateLeft {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, id)
+	}
+	for _, live := range g.ml.Members() {
+		if live.Name == id {
+			return fmt.Errorf("%w: %q", ErrMemberAlive, id)
+		}
+	}
+	g.table.setState(id, StateLeft)
+	g.logger.Info("member removed", "id", id)
+	return nil
+}
+
+// Leave tells the others this node is gone for good.
+func (g *gossip) Leave() error {
+	g.table.setState(g.self.ID, StateLeft)
+	return g.ml.Leave(5 * time.Second)
+}
+
 func (g *gossip) Shutdown() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -157,6 +197,7 @@ func memberFromNode(n *memberlist.Node) (Member, bool) {
 		GossipAddr: n.Address(),
 		Joined:     meta.Joined,
 		State:      StateAlive,
+		Progress:   meta.Progress,
 	}, true
 }
 
@@ -165,7 +206,10 @@ func memberFromNode(n *memberlist.Node) (Member, bool) {
 type gossipDelegate struct{ g *gossip }
 
 func (d gossipDelegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(nodeMeta{Addr: d.g.self.Addr, PeerAddr: d.g.self.PeerAddr, Joined: d.g.self.Joined})
+	d.g.mu.Lock()
+	progress := d.g.progress
+	d.g.mu.Unlock()
+	b, _ := json.Marshal(nodeMeta{Addr: d.g.self.Addr, PeerAddr: d.g.self.PeerAddr, Joined: d.g.self.Joined, Progress: progress})
 	if len(b) > limit {
 		return nil
 	}

@@ -18,6 +18,24 @@ type Member struct {
 	Joined int64 `json:"joined"`
 	// State is alive, suspect, dead or left.
 	State string `json:"state"`
+	// Progress is what the member last published about its ring.
+	Progress
+}
+
+// Progress is what each member publishes about itself so that others can
+// tell when data has finished following a ring change.
+type Progress struct {
+	// RingVersion is the version of the ring the member works to.
+	RingVersion uint64 `json:"rv,omitempty"`
+	// Pending is how many partitions it is still receiving.
+	Pending int `json:"pn,omitempty"`
+	// Owned is how many partitions it owns (is first in the preference list of).
+	Owned int `json:"ow,omitempty"`
+	// BytesMoved counts the partition data it has received.
+	BytesMoved int64 `json:"bm,omitempty"`
+	// Leaving is set once it was asked to leave: it is out of the ring
+	// and hands off its data before it goes.
+	Leaving bool `json:"lv,omitempty"`
 }
 
 // Membership tells a node who is in the cluster. Implementations must be
@@ -29,10 +47,20 @@ type Membership interface {
 	// Changes receives a value whenever Members may have changed; sends
 	// coalesce, so a slow reader sees one value for many changes.
 	Changes() <-chan struct{}
+	// Publish tells the other members this node's progress.
+	Publish(Progress)
+	// Remove forgets a member that died for good: every node drops it from
+	// the ring. It reports ErrUnknownMember or ErrMemberAlive.
+	Remove(id string) error
+	// Leave announces that this node leaves the cluster for good.
+	Leave() error
 	// Shutdown stops taking part without leaving: the others see this node
 	// go down, and it keeps its place in the ring.
 	Shutdown() error
 }
+
+// inRing reports whether m owns a place in the ring.
+func (m Member) inRing() bool { return m.State != StateLeft && !m.Leaving }
 
 // memberTable is the set of members a node remembers, including those
 // memberlist has forgotten: a member stays until it leaves, so the ring
@@ -62,6 +90,27 @@ func (t *memberTable) upsert(m Member) bool {
 	t.members[m.ID] = m
 	t.notify()
 	return true
+}
+
+// setProgress records what a known member published.
+func (t *memberTable) setProgress(id string, p Progress) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.members[id]
+	if !ok || m.Progress == p {
+		return
+	}
+	m.Progress = p
+	t.members[id] = m
+	t.notify()
+}
+
+// get returns the member id.
+func (t *memberTable) get(id string) (Member, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.members[id]
+	return m, ok
 }
 
 // setState changes the state of a known member.

@@ -13,8 +13,10 @@ import (
 // nodeMetrics are the node's own collectors; the HTTP layer and the
 // replication layer register theirs on the same registry.
 type nodeMetrics struct {
-	coordinator *prometheus.CounterVec
-	siblings    prometheus.Histogram
+	coordinator   *prometheus.CounterVec
+	siblings      prometheus.Histogram
+	transferBytes prometheus.Counter
+	transfers     prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
@@ -29,6 +31,22 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 			Buckets: []float64{0, 1, 2, 3, 5, 10, 20, 50},
 		}),
 	}
+	m.transferBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dynamo_partition_transfer_bytes_total",
+		Help: "Partition data this node received because the ring gave it new partitions.",
+	})
+	m.transfers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dynamo_partition_transfers_total",
+		Help: "Partitions this node finished receiving after ring changes.",
+	})
+	owned := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dynamo_partitions_owned",
+		Help: "Partitions this node owns (is first in the preference list of).",
+	}, func() float64 { return float64(n.mover.progress().Owned) })
+	inTransfer := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dynamo_partitions_in_transfer",
+		Help: "Partitions this node is still receiving after a ring change.",
+	}, func() float64 { return float64(n.mover.progress().Pending) })
 	members := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dynamo_members",
 		Help: "Members of the cluster as this node sees them.",
@@ -42,7 +60,7 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.coordinator, m.siblings, members, ringMembers, pendingHints{n})
+	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, owned, inTransfer, members, ringMembers, pendingHints{n})
 	return m
 }
 

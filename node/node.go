@@ -32,6 +32,11 @@ type Node struct {
 	db      *store.DB
 	objects objectStore
 	ident   identity
+	actors  *actors
+	mover   *mover
+	// left is closed once the node has handed off its data and left.
+	left    chan struct{}
+	leaving atomic.Bool
 
 	table      *memberTable
 	membership Membership
@@ -55,6 +60,10 @@ type Node struct {
 	// awaitingJoin is set while a new node told to --join has not met any
 	// other member yet: its ring of one would place keys wrongly.
 	awaitingJoin bool
+
+	// gate lets Close wait for requests in flight: each holds a read lock.
+	gate   sync.RWMutex
+	closed bool // guarded by gate
 
 	stopOnce sync.Once
 	done     chan struct{} // closed by Close to stop background loops
@@ -94,6 +103,7 @@ func New(cfg Config) (*Node, error) {
 		table:    newMemberTable(),
 		registry: registry,
 		done:     make(chan struct{}),
+		left:     make(chan struct{}),
 	}
 	if err := n.start(); err != nil {
 		n.closeResources()
@@ -108,6 +118,13 @@ func (n *Node) start() error {
 		return err
 	}
 	n.ident = ident
+	if n.actors, err = loadActors(n.db, ident.Actor); err != nil {
+		return fmt.Errorf("actor epochs: %w", err)
+	}
+	n.mover = newMover(n)
+	if err := n.mover.load(); err != nil {
+		return fmt.Errorf("transfer progress: %w", err)
+	}
 	stats, _ := n.db.Stats()
 	n.logger.Info("store opened", "dir", n.cfg.DataDir, "new", created, "keys", stats.Keys)
 
@@ -140,18 +157,19 @@ func (n *Node) start() error {
 	n.pipeline = replication.NewPipeline(replication.PipelineConfig{TaskTimeout: n.cfg.RequestTimeout}, n.registry)
 	n.hints = hintStore{db: n.db, metrics: n.replMetric, logger: n.logger}
 	deps := replication.Deps{
-		Store:     n.objects,
-		Transport: n.transport,
-		Health:    n.health,
-		Pipeline:  n.pipeline,
-		Metrics:   n.replMetric,
+		Incomplete: func(p int) bool { return n.mover.isPending(p) },
+		Store:      n.objects,
+		Transport:  n.transport,
+		Health:     n.health,
+		Pipeline:   n.pipeline,
+		Metrics:    n.replMetric,
 	}
 	if n.cfg.HintedHandoff {
 		deps.Hints = n.hints
 	}
 	n.coord = replication.NewCoordinator(replication.CoordinatorConfig{
 		Self:    n.cfg.ID,
-		Actor:   ident.Actor,
+		Actor:   n.actors.For,
 		Timeout: n.cfg.RequestTimeout,
 		Now:     n.cfg.Now,
 	}, deps)
@@ -179,6 +197,7 @@ func (n *Node) start() error {
 		cancel()
 	})
 	n.loops.Go(func() { n.handoff.Run(ctx) })
+	n.loops.Go(func() { n.mover.run(ctx) })
 	return nil
 }
 
@@ -247,7 +266,7 @@ func (n *Node) rebuildRing() {
 	sortMembers(members)
 	ids := make([]string, 0, len(members))
 	for _, m := range members {
-		if m.State != StateLeft {
+		if m.inRing() {
 			ids = append(ids, m.ID)
 		}
 	}
@@ -261,6 +280,13 @@ func (n *Node) rebuildRing() {
 	}
 	if old := n.ring.Load(); old != nil && old.Version() == r.Version() && slices.Equal(old.Members(), r.Members()) {
 		return
+	}
+	// The mover learns of the ring first, so that partitions this node must
+	// still receive are marked incomplete before it acts on the ring. A node
+	// told to join has a ring of itself alone until it meets the cluster;
+	// no data should move for that ring.
+	if !n.awaitingJoin || len(ids) > 1 {
+		n.mover.onRing(r)
 	}
 	n.ring.Store(r)
 	n.logger.Info("ring changed", "members", ids, "version", fmt.Sprintf("%016x", r.Version()))
@@ -292,7 +318,7 @@ func (n *Node) Registry() *prometheus.Registry { return n.registry }
 // and it is not shutting down.
 func (n *Node) Ready() bool {
 	r := n.ring.Load()
-	return !n.stopping.Load() && r != nil && (!n.awaitingJoin || len(r.Members()) > 1)
+	return !n.stopping.Load() && !n.leaving.Load() && r != nil && (!n.awaitingJoin || len(r.Members()) > 1)
 }
 
 // Quorums returns the effective N, R and W: the configured values capped
@@ -329,12 +355,17 @@ func (n *Node) plan(key []byte, quorum, def int) (replication.Plan, error) {
 	} else {
 		plan.Replicas = r.PreferenceList(p, q.N)
 	}
+	plan.Extras = n.mover.extras(p, plan.Replicas)
 	return plan, nil
 }
 
 // Put stores a value (see replication.Coordinator.Put), forwarding to a
 // replica of the key when this node is not one.
 func (n *Node) Put(ctx context.Context, req PutRequest) (version.Clock, error) {
+	if err := n.enter(); err != nil {
+		return nil, err
+	}
+	defer n.exit()
 	defer n.observeForeground(time.Now())
 	plan, err := n.plan(req.Key, req.W, n.Quorums().W)
 	if err != nil {
@@ -356,6 +387,10 @@ func (n *Node) Put(ctx context.Context, req PutRequest) (version.Clock, error) {
 
 // Get reads a key at quorum R, forwarding when this node is not a replica.
 func (n *Node) Get(ctx context.Context, req GetRequest) (*version.Object, error) {
+	if err := n.enter(); err != nil {
+		return nil, err
+	}
+	defer n.exit()
 	defer n.observeForeground(time.Now())
 	plan, err := n.plan(req.Key, req.R, n.Quorums().R)
 	if err != nil {
@@ -376,6 +411,10 @@ func (n *Node) Get(ctx context.Context, req GetRequest) (*version.Object, error)
 // Delete removes the versions the context covers (or, without one, what a
 // quorum read sees), forwarding when this node is not a replica.
 func (n *Node) Delete(ctx context.Context, req DeleteRequest) (version.Clock, error) {
+	if err := n.enter(); err != nil {
+		return nil, err
+	}
+	defer n.exit()
 	defer n.observeForeground(time.Now())
 	plan, err := n.plan(req.Key, req.W, n.Quorums().W)
 	if err != nil {
@@ -402,6 +441,10 @@ func (n *Node) observeForeground(start time.Time) {
 
 // GetLocal returns this node's own copy of key: no forwarding, quorum or repair.
 func (n *Node) GetLocal(key []byte) (*version.Object, error) {
+	if err := n.enter(); err != nil {
+		return nil, err
+	}
+	defer n.exit()
 	r := n.ring.Load()
 	if r == nil {
 		return nil, ErrNotReady
@@ -415,10 +458,19 @@ func (n *Node) replicates(plan replication.Plan) bool {
 
 // forward relays a request to the first replica that can be reached.
 func (n *Node) forward(ctx context.Context, plan replication.Plan, req replication.CoordinateRequest) (replication.CoordinateResponse, error) {
+	// Replicas in back-off are tried last rather than not at all.
+	order := make([]string, 0, len(plan.Replicas))
 	for _, id := range plan.Replicas {
-		if !n.health.Usable(id) {
-			continue
+		if n.health.Usable(id) {
+			order = append(order, id)
 		}
+	}
+	for _, id := range plan.Replicas {
+		if !slices.Contains(order, id) {
+			order = append(order, id)
+		}
+	}
+	for _, id := range order {
 		resp, err := n.transport.Coordinate(ctx, id, req)
 		if errors.Is(err, replication.ErrUnreachable) {
 			n.health.Failed(id)
@@ -444,30 +496,153 @@ func contextOrNil(c version.Clock, has bool) version.Clock {
 // A stand-in answers with the hints it holds for the key too, since
 // coordinators read from stand-ins in place of unreachable replicas.
 func (n *Node) HandleFetch(_ context.Context, _ string, req replication.FetchRequest) (replication.FetchResponse, error) {
+	if err := n.enter(); err != nil {
+		return replication.FetchResponse{}, err
+	}
+	defer n.exit()
 	obj, err := n.objects.Get(req.Partition, req.Key)
 	if err != nil {
 		return replication.FetchResponse{}, err
 	}
 	hinted, err := n.hints.Hinted(req.Partition, req.Key)
-	return replication.FetchResponse{Object: version.Merge(obj, hinted)}, err
+	// A copy is incomplete while the partition is still arriving, and when
+	// this node's ring does not place the partition here at all (the
+	// coordinator's ring is newer).
+	incomplete := n.mover.isPending(req.Partition) || !n.mover.holds(req.Partition)
+	return replication.FetchResponse{Object: version.Merge(obj, hinted), Incomplete: incomplete}, err
+}
+
+// HandleRange serves a page of a partition to a node that is receiving it.
+func (n *Node) HandleRange(_ context.Context, _ string, req replication.RangeRequest) (replication.RangeResponse, error) {
+	if err := n.enter(); err != nil {
+		return replication.RangeResponse{}, err
+	}
+	defer n.exit()
+	resp := replication.RangeResponse{Incomplete: n.mover.isPending(req.Partition)}
+	size := 0
+	errPageFull := errors.New("page full")
+	err := n.db.ScanFrom(uint32(req.Partition), req.After, func(key, value []byte) error {
+		if len(resp.Items) > 0 && size >= req.MaxBytes {
+			resp.Next = slices.Clone(resp.Items[len(resp.Items)-1].Key)
+			return errPageFull
+		}
+		obj, err := decodeObject(value, req.Partition)
+		if err != nil {
+			return err
+		}
+		resp.Items = append(resp.Items, replication.RangeItem{Key: slices.Clone(key), Object: obj})
+		size += len(key) + len(value)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return replication.RangeResponse{}, err
+	}
+	return resp, nil
+}
+
+// retirePartition drops this node's copy of a partition it no longer
+// replicates, first giving the partition a new actor (see actors).
+func (n *Node) retirePartition(p int) error {
+	if err := n.actors.retire(p); err != nil {
+		return err
+	}
+	return n.db.DropPartition(uint32(p))
+}
+
+// Leave takes this node out of the ring: it stops serving clients, the
+// others pull its partitions, and once every live member is in sync with
+// the ring without it, it leaves the cluster and Left is closed.
+func (n *Node) Leave() error {
+	if n.leaving.Swap(true) {
+		return nil
+	}
+	n.logger.Info("leaving the cluster: handing off data")
+	n.mover.mu.Lock()
+	n.mover.leaving = true
+	n.mover.mu.Unlock()
+	n.membership.Publish(n.mover.progress())
+	n.loops.Go(n.awaitHandoffThenLeave)
+	return nil
+}
+
+// awaitHandoffThenLeave waits until the ring without this node is in
+// effect everywhere and nobody is pulling, then leaves membership.
+func (n *Node) awaitHandoffThenLeave() {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-ticker.C:
+		}
+		r := n.ring.Load()
+		if r == nil || slices.Contains(r.Members(), n.cfg.ID) || !n.mover.synced() {
+			continue
+		}
+		if err := n.membership.Leave(); err != nil {
+			n.logger.Warn("leaving membership", "err", err)
+		}
+		n.logger.Info("left the cluster")
+		close(n.left)
+		return
+	}
+}
+
+// Settled reports whether data has finished following the last ring
+// change everywhere: every live member works to this node's ring with
+// nothing to receive, and this node dropped what it no longer replicates.
+func (n *Node) Settled() bool {
+	if !n.mover.synced() {
+		return false
+	}
+	m := n.mover
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.rings) == 1 && m.droppedFor == m.rings[0].Version()
+}
+
+// Left is closed once a node asked to Leave has handed off and left.
+func (n *Node) Left() <-chan struct{} { return n.left }
+
+// Remove forgets a member that died for good; the survivors rebuild its
+// partitions from the remaining replicas.
+func (n *Node) Remove(id string) error {
+	if id == n.cfg.ID {
+		return fmt.Errorf("%w: a node cannot remove itself; ask it to leave", ErrMemberAlive)
+	}
+	return n.membership.Remove(id)
 }
 
 // HandleStore merges a version sent by a coordinator (or a repair, or a
 // handoff) into this node's copy, durably; a stand-in keeps it as a hint.
 func (n *Node) HandleStore(_ context.Context, _ string, req replication.StoreRequest) (replication.StoreResponse, error) {
+	if err := n.enter(); err != nil {
+		return replication.StoreResponse{}, err
+	}
+	defer n.exit()
 	if req.HintFor != "" && req.HintFor != n.cfg.ID {
 		return replication.StoreResponse{}, n.hints.AddHint(req.HintFor, req.Partition, req.Key, req.Object)
+	}
+	if !n.mover.holds(req.Partition) {
+		// A coordinator with another ring view: refuse, so the write goes
+		// to a stand-in (or a hint) rather than to a copy nobody keeps.
+		return replication.StoreResponse{}, fmt.Errorf("%w: partition %d", replication.ErrNotReplica, req.Partition)
 	}
 	_, err := n.objects.Apply(req.Partition, req.Key, func(cur *version.Object) (*version.Object, error) {
 		return version.Merge(cur, req.Object), nil
 	})
-	return replication.StoreResponse{}, err
+	return replication.StoreResponse{Incomplete: n.mover.isPending(req.Partition)}, err
 }
 
 // HandleCoordinate runs a request another node forwarded. It coordinates
 // here even if this node's ring view disagrees, so a request is forwarded
 // at most once.
 func (n *Node) HandleCoordinate(ctx context.Context, _ string, req replication.CoordinateRequest) (replication.CoordinateResponse, error) {
+	if err := n.enter(); err != nil {
+		return replication.CoordinateResponse{}, err
+	}
+	defer n.exit()
 	if n.stopping.Load() {
 		return replication.CoordinateResponse{}, ErrNotReady
 	}
@@ -505,7 +680,13 @@ func (n *Node) Cluster() ClusterInfo {
 	q := n.Quorums()
 	info := ClusterInfo{ID: n.cfg.ID, N: q.N, R: q.R, W: q.W, Partitions: n.cfg.Partitions, Members: []MemberInfo{}}
 	for _, m := range n.membership.Members() {
-		info.Members = append(info.Members, MemberInfo{ID: m.ID, Addr: m.Addr, PeerAddr: m.PeerAddr, GossipAddr: m.GossipAddr, State: m.State})
+		if m.ID == n.cfg.ID {
+			m.Progress = n.mover.progress()
+		}
+		info.Members = append(info.Members, MemberInfo{
+			ID: m.ID, Addr: m.Addr, PeerAddr: m.PeerAddr, GossipAddr: m.GossipAddr, State: m.State,
+			Leaving: m.Leaving, Partitions: m.Owned, PartitionsInTransfer: m.Pending, BytesMoved: m.BytesMoved,
+		})
 	}
 	return info
 }
@@ -518,6 +699,15 @@ func (n *Node) KeyInfo(key []byte) KeyInfo {
 		info.PreferenceList = r.PreferenceList(info.Partition, n.Quorums().N)
 	}
 	return info
+}
+
+// RingMembers returns the members that own partitions in this node's ring,
+// in join order.
+func (n *Node) RingMembers() []string {
+	if r := n.ring.Load(); r != nil {
+		return r.Members()
+	}
+	return nil
 }
 
 // Ring returns every partition's preference list and the ring's version.
@@ -543,6 +733,18 @@ func (n *Node) Ring() RingInfo {
 // PendingHints returns how many hints this node holds, by target.
 func (n *Node) PendingHints() (map[string]int, error) { return n.db.HintCounts() }
 
+// enter admits one request unless the node is closed; exit must follow.
+func (n *Node) enter() error {
+	n.gate.RLock()
+	if n.closed {
+		n.gate.RUnlock()
+		return ErrNotReady
+	}
+	return nil
+}
+
+func (n *Node) exit() { n.gate.RUnlock() }
+
 // Drain makes the node report not ready and refuse new requests, so a load
 // balancer stops sending before Close.
 func (n *Node) Drain() { n.stopping.Store(true) }
@@ -554,6 +756,9 @@ func (n *Node) Close() error {
 	var err error
 	n.stopOnce.Do(func() {
 		n.stopping.Store(true)
+		n.gate.Lock() // waits for requests in flight
+		n.closed = true
+		n.gate.Unlock()
 		close(n.done)
 		n.loops.Wait()
 		err = n.closeResources()

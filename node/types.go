@@ -57,6 +57,14 @@ type MemberInfo struct {
 	PeerAddr   string `json:"peer_addr"`
 	GossipAddr string `json:"gossip_addr"`
 	State      string `json:"state"`
+	// Leaving is set while the member hands off its data before it goes.
+	Leaving bool `json:"leaving"`
+	// Partitions is how many partitions the member owns.
+	Partitions int `json:"partitions"`
+	// PartitionsInTransfer is how many it is still receiving.
+	PartitionsInTransfer int `json:"partitions_in_transfer"`
+	// BytesMoved is the partition data it has received so far.
+	BytesMoved int64 `json:"bytes_moved"`
 }
 
 // ClusterInfo is GET /cluster.
@@ -90,6 +98,11 @@ var (
 	ErrBadQuorum = errors.New("node: quorum must be between 1 and N")
 	// ErrNotReady reports a request reaching a node that is starting or stopping.
 	ErrNotReady = errors.New("node: not ready")
+	// ErrUnknownMember reports a remove of an id that is not a member.
+	ErrUnknownMember = errors.New("node: no such member")
+	// ErrMemberAlive reports a remove of a member that is still up: it
+	// should be asked to leave instead.
+	ErrMemberAlive = errors.New("node: member is alive; ask it to leave instead")
 )
 
 // Errors of the replication layer that reach clients, re-exported so callers

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,6 +32,10 @@ type Plan struct {
 	// Fallbacks are the nodes after the first N, in preference order: the
 	// stand-ins of a sloppy quorum. Empty means a strict quorum.
 	Fallbacks []string
+	// Extras are nodes that held the key's partition before a ring change
+	// and may still hold versions the new replicas lack: writes go to them
+	// too and reads ask them, until the data has moved.
+	Extras []string
 	// Quorum is R for reads and W for writes, 1 <= Quorum <= len(Replicas).
 	Quorum int
 }
@@ -39,8 +44,10 @@ type Plan struct {
 type CoordinatorConfig struct {
 	// Self is this node's id, as Plans and the Transport name it.
 	Self string
-	// Actor is this node's dot-minting identity (see package version).
-	Actor version.Actor
+	// Actor returns this node's dot-minting identity for a partition (see
+	// package version). It must change whenever the node loses its copy of
+	// the partition, so no dot is ever minted twice.
+	Actor func(partition int) version.Actor
 	// Timeout bounds the work that goes on after the client was answered
 	// (late replica stores, the replies read repair waits for). Zero means 2s.
 	Timeout time.Duration
@@ -52,12 +59,15 @@ type CoordinatorConfig struct {
 // required; the rest may be nil (no hints kept, every node usable, repairs
 // sent inline, no metrics).
 type Deps struct {
-	Store     Store
-	Transport Transport
-	Hints     HintStore
-	Health    *Health
-	Pipeline  *Pipeline
-	Metrics   *Metrics
+	Store Store
+	// Incomplete reports whether this node is still receiving a
+	// partition; nil means never.
+	Incomplete func(partition int) bool
+	Transport  Transport
+	Hints      HintStore
+	Health     *Health
+	Pipeline   *Pipeline
+	Metrics    *Metrics
 }
 
 // Coordinator runs quorum reads and writes for keys this node replicates.
@@ -85,9 +95,10 @@ func NewCoordinator(cfg CoordinatorConfig, deps Deps) *Coordinator {
 // new version's context: what the client had seen plus the new write.
 func (c *Coordinator) Put(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (version.Clock, error) {
 	var dot version.Dot
+	actor := c.cfg.Actor(plan.Partition) // outside the store's transaction: it may take locks
 	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
 		var next *version.Object
-		next, dot = cur.Write(c.cfg.Actor, clientCtx, value, contentType, c.cfg.Now())
+		next, dot = cur.Write(actor, clientCtx, value, contentType, c.cfg.Now())
 		return next, nil
 	})
 	if err != nil {
@@ -129,25 +140,43 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 // replica still catches up without a read. Stores still in flight when the
 // quorum is reached go on in the background, bounded by the timeout.
 func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
-	others := c.others(plan)
+	targets := append(c.others(plan), plan.Extras...)
 	standIns := newStandIns(plan.Fallbacks, c.Health)
-	results := c.fanOut(ctx, others, func(ctx context.Context, id string) reply {
-		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns)}
+	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
+		if slices.Contains(plan.Extras, id) { // a former holder: no stand-in for it
+			incomplete, err := c.storeOn(ctx, id, plan.Partition, key, obj)
+			return reply{id: id, err: err, incomplete: incomplete}
+		}
+		incomplete, err := c.storeOrHint(ctx, plan, key, obj, id, standIns)
+		return reply{id: id, err: err, incomplete: incomplete}
 	})
-	need, acked, failed := plan.Quorum-1, 0, 0
-	for acked < need {
-		if failed > len(others)-need {
-			return fmt.Errorf("%w: %d of %d replicas stored the write, %d needed", ErrUnavailable, acked+1, len(plan.Replicas), plan.Quorum)
+	// Acks count like read answers: a node still receiving the partition
+	// counts only once no complete ack can come any more.
+	acked, complete, received := 1, 1, 0
+	if c.Incomplete != nil && c.Incomplete(plan.Partition) {
+		complete = 0
+	}
+	relax, stop := relaxAfter(ctx)
+	defer stop()
+	relaxed := false
+	for complete < plan.Quorum && !((relaxed || received == len(targets)) && acked >= plan.Quorum) {
+		if acked+len(targets)-received < plan.Quorum {
+			return fmt.Errorf("%w: %d of %d replicas stored the write, %d needed", ErrUnavailable, acked, len(plan.Replicas), plan.Quorum)
 		}
 		select {
+		case <-relax:
+			relaxed = true
 		case r := <-results:
-			if r.err == nil {
-				acked++
-			} else {
-				failed++
+			received++
+			if r.err != nil {
+				continue
+			}
+			acked++
+			if !r.incomplete {
+				complete++
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d of %d replicas stored the write in time, %d needed", ErrUnavailable, acked+1, len(plan.Replicas), plan.Quorum)
+			return fmt.Errorf("%w: %d of %d replicas stored the write in time, %d needed", ErrUnavailable, complete, len(plan.Replicas), plan.Quorum)
 		}
 	}
 	return nil
@@ -158,21 +187,24 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 // own hints. It returns nil only when another node durably holds obj; a
 // hint kept here does not count towards the quorum, since this node's copy
 // already did.
-func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, obj *version.Object, id string, standIns *standIns) error {
+func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, obj *version.Object, id string, standIns *standIns) (incomplete bool, err error) {
 	req := StoreRequest{Partition: plan.Partition, Key: key, Object: obj}
-	err := ErrUnreachable
-	if c.Health.Usable(id) {
+	err = ErrUnreachable
+	// A replica in back-off is skipped only when a stand-in can take its
+	// place: the back-off steers writes, it must not refuse them.
+	if c.Health.Usable(id) || !standIns.available() {
 		attempt, cancel := c.attemptContext(ctx, standIns)
-		_, err = c.Transport.Store(attempt, id, req)
+		var resp StoreResponse
+		resp, err = c.Transport.Store(attempt, id, req)
 		cancel()
 		c.Health.observe(id, err)
 		c.Metrics.observeReplica(id, "store", err)
 		if err == nil {
-			return nil
+			return resp.Incomplete, nil
 		}
 	}
 	if c.Hints == nil {
-		return err
+		return false, err
 	}
 	req.HintFor = id
 	for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
@@ -180,14 +212,14 @@ func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, ob
 		c.Health.observe(standIn, serr)
 		c.Metrics.observeReplica(standIn, "store", serr)
 		if serr == nil {
-			c.Metrics.standIn()
-			return nil
+			c.Metrics.standIn("store")
+			return false, nil
 		}
 	}
 	if herr := c.Hints.AddHint(id, plan.Partition, key, obj); herr != nil {
-		return fmt.Errorf("%w; keeping a hint failed too: %v", err, herr)
+		return false, fmt.Errorf("%w; keeping a hint failed too: %v", err, herr)
 	}
-	return fmt.Errorf("%w (kept a hint for it here)", err)
+	return false, fmt.Errorf("%w (kept a hint for it here)", err)
 }
 
 // attemptContext bounds the direct attempt at a replica so that, when a
@@ -210,51 +242,68 @@ func (c *Coordinator) attemptContext(ctx context.Context, s *standIns) (context.
 // the merge holds are sent the merge (read repair).
 func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.Object, error) {
 	standIns := newStandIns(plan.Fallbacks, c.Health)
-	results := c.fanOut(ctx, plan.Replicas, func(ctx context.Context, id string) reply {
+	targets := append(slices.Clone(plan.Replicas), plan.Extras...)
+	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
+		replica := !slices.Contains(plan.Extras, id)
 		if id == c.cfg.Self {
 			obj, err := c.Store.Get(plan.Partition, key)
-			return reply{id: id, obj: obj, err: err, replica: true}
+			incomplete := c.Incomplete != nil && c.Incomplete(plan.Partition)
+			return reply{id: id, obj: obj, err: err, replica: replica, incomplete: incomplete}
 		}
-		if c.Health.Usable(id) {
+		if c.Health.Usable(id) || (replica && !standIns.available()) {
 			resp, err := c.Transport.Fetch(ctx, id, FetchRequest{Partition: plan.Partition, Key: key})
 			c.Health.observe(id, err)
 			c.Metrics.observeReplica(id, "fetch", err)
-			if err == nil {
-				return reply{id: id, obj: resp.Object, replica: true}
+			if err == nil || !replica {
+				return reply{id: id, obj: resp.Object, err: err, replica: replica, incomplete: resp.Incomplete}
 			}
+		} else if !replica {
+			return reply{id: id, err: ErrUnreachable}
 		}
 		for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
 			resp, err := c.Transport.Fetch(ctx, standIn, FetchRequest{Partition: plan.Partition, Key: key})
 			c.Health.observe(standIn, err)
 			c.Metrics.observeReplica(standIn, "fetch", err)
 			if err == nil {
+				c.Metrics.standIn("fetch")
 				return reply{id: standIn, obj: resp.Object}
 			}
 		}
 		return reply{id: id, err: ErrUnreachable}
 	})
+	// An answer from a node still receiving the partition counts towards R
+	// only once no complete answer can come any more.
 	var (
-		merged  *version.Object
-		answers []reply
-		failed  int
+		merged   *version.Object
+		answers  []reply
+		complete int
+		received int
 	)
-	for len(answers) < plan.Quorum {
-		if failed > len(plan.Replicas)-plan.Quorum {
+	relax, stop := relaxAfter(ctx)
+	defer stop()
+	relaxed := false
+	for complete < plan.Quorum && !((relaxed || received == len(targets)) && len(answers) >= plan.Quorum) {
+		if len(answers)+len(targets)-received < plan.Quorum {
 			return nil, fmt.Errorf("%w: %d of %d replicas answered the read, %d needed", ErrUnavailable, len(answers), len(plan.Replicas), plan.Quorum)
 		}
 		select {
+		case <-relax:
+			relaxed = true
 		case r := <-results:
+			received++
 			if r.err != nil {
-				failed++
 				continue
 			}
 			answers = append(answers, r)
 			merged = version.Merge(merged, r.obj)
+			if !r.incomplete {
+				complete++
+			}
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %d of %d replicas answered the read in time, %d needed", ErrUnavailable, len(answers), len(plan.Replicas), plan.Quorum)
+			return nil, fmt.Errorf("%w: %d of %d replicas answered the read in time, %d needed", ErrUnavailable, complete, len(plan.Replicas), plan.Quorum)
 		}
 	}
-	go c.readRepair(plan, key, merged, answers, results, len(plan.Replicas)-len(answers)-failed)
+	go c.readRepair(plan, key, merged, answers, results, len(targets)-received)
 	return merged, nil
 }
 
@@ -277,7 +326,7 @@ func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, 
 			continue
 		}
 		repair := func(ctx context.Context) error {
-			err := c.storeOn(ctx, r.id, plan.Partition, key, merged)
+			_, err := c.storeOn(ctx, r.id, plan.Partition, key, merged)
 			c.Metrics.readRepair(err)
 			return err
 		}
@@ -291,27 +340,42 @@ func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, 
 	}
 }
 
-// storeOn merges obj into one replica's copy, this node included.
-func (c *Coordinator) storeOn(ctx context.Context, id string, partition int, key []byte, obj *version.Object) error {
+// storeOn merges obj into one replica's copy, this node included, and
+// reports whether that replica is still receiving the partition.
+func (c *Coordinator) storeOn(ctx context.Context, id string, partition int, key []byte, obj *version.Object) (incomplete bool, err error) {
 	if id == c.cfg.Self {
 		_, err := c.Store.Apply(partition, key, func(cur *version.Object) (*version.Object, error) {
 			return version.Merge(cur, obj), nil
 		})
-		return err
+		return c.Incomplete != nil && c.Incomplete(partition), err
 	}
-	_, err := c.Transport.Store(ctx, id, StoreRequest{Partition: partition, Key: key, Object: obj})
+	resp, err := c.Transport.Store(ctx, id, StoreRequest{Partition: partition, Key: key, Object: obj})
 	c.Health.observe(id, err)
 	c.Metrics.observeReplica(id, "store", err)
-	return err
+	return resp.Incomplete, err
+}
+
+// relaxAfter fires halfway to ctx's deadline. Until then a quorum counts
+// only nodes with complete copies of the partition; after it, any durable
+// ack or answer counts, so a partition in transfer while a complete replica
+// hangs costs latency, not availability.
+func relaxAfter(ctx context.Context) (<-chan time.Time, func()) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(deadline) / 2)
+	return t.C, func() { t.Stop() }
 }
 
 // reply is one replica's answer to a fanned-out request. replica is false
 // when a stand-in answered in the replica's place.
 type reply struct {
-	id      string
-	obj     *version.Object
-	err     error
-	replica bool
+	id         string
+	obj        *version.Object
+	err        error
+	replica    bool
+	incomplete bool
 }
 
 // fanOut runs call for every id concurrently and returns a channel that
@@ -347,8 +411,9 @@ func (c *Coordinator) others(plan Plan) []string {
 }
 
 // standIns hands out the fallbacks of one request, each at most once, in
-// preference order, skipping those health says are down. Safe for the
-// concurrent replica goroutines of one request.
+// preference order: usable ones first, then those only in back-off
+// (membership still has them up). Safe for the concurrent replica
+// goroutines of one request.
 type standIns struct {
 	health *Health
 
@@ -357,20 +422,33 @@ type standIns struct {
 }
 
 func newStandIns(fallbacks []string, h *Health) *standIns {
-	return &standIns{health: h, rest: fallbacks}
+	return &standIns{health: h, rest: slices.Clone(fallbacks)}
 }
 
 func (s *standIns) next() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.rest) > 0 {
-		id := s.rest[0]
-		s.rest = s.rest[1:]
-		if s.health.Usable(id) {
-			return id, true
+	for _, usable := range []func(string) bool{s.health.Usable, s.health.Reachable} {
+		for i, id := range s.rest {
+			if usable(id) {
+				s.rest = slices.Delete(s.rest, i, i+1)
+				return id, true
+			}
 		}
 	}
 	return "", false
+}
+
+// available reports whether a usable stand-in is left, without taking it.
+func (s *standIns) available() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range s.rest {
+		if s.health.Usable(id) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *standIns) empty() bool {

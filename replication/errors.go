@@ -12,12 +12,15 @@ var (
 	// ErrNoReplicas reports that no node of the key's preference list could
 	// coordinate the request.
 	ErrNoReplicas = errors.New("replication: no replica of the key is reachable")
+	// ErrNotReplica reports a store refused by a node whose ring does not
+	// place the key's partition there (ring views differ during a change).
+	ErrNotReplica = errors.New("replication: this node does not replicate the partition")
 )
 
 // isAnswer reports whether err is a deliberate answer from a healthy node
 // (its own quorum could not be met) rather than a sign that it is unwell.
 func isAnswer(err error) bool {
-	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoReplicas)
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoReplicas) || errors.Is(err, ErrNotReplica)
 }
 
 // errQueueFull reports background work dropped because its queue was full.

@@ -64,6 +64,12 @@ func (h *Health) Usable(id string) bool {
 	return !ok || !h.cfg.Now().Before(b.until)
 }
 
+// Reachable reports whether membership believes id is up, whatever its
+// back-off: such a node is worth trying when nothing better is left.
+func (h *Health) Reachable(id string) bool {
+	return h == nil || h.cfg.Down == nil || !h.cfg.Down(id)
+}
+
 // Failed records a failed request to id: it is skipped for the back-off.
 func (h *Health) Failed(id string) {
 	if h == nil {

@@ -11,7 +11,7 @@ import (
 type Metrics struct {
 	replicaRequests *prometheus.CounterVec
 	readRepairs     *prometheus.CounterVec
-	standIns        prometheus.Counter
+	standIns        *prometheus.CounterVec
 	hintsStored     prometheus.Counter
 	hintsDelivered  prometheus.Counter
 	hintsDropped    prometheus.Counter
@@ -28,10 +28,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dynamo_read_repairs_total",
 			Help: "Stale replicas sent the reconciled version after a read, by outcome (ok, error).",
 		}, []string{"outcome"}),
-		standIns: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "dynamo_standin_writes_total",
-			Help: "Replica writes that went to a stand-in node as a hint because the replica was unreachable (sloppy quorum).",
-		}),
+		standIns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynamo_standin_requests_total",
+			Help: "Replica requests (op: store, fetch) served by a stand-in node because the replica was unreachable (sloppy quorum).",
+		}, []string{"op"}),
 		hintsStored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dynamo_hints_stored_total",
 			Help: "Hints this node stored for unreachable replicas.",
@@ -63,9 +63,9 @@ func (m *Metrics) readRepair(err error) {
 	m.readRepairs.WithLabelValues(outcome(err)).Inc()
 }
 
-func (m *Metrics) standIn() {
+func (m *Metrics) standIn(op string) {
 	if m != nil {
-		m.standIns.Inc()
+		m.standIns.WithLabelValues(op).Inc()
 	}
 }
 

@@ -18,6 +18,9 @@ type Transport interface {
 	Store(ctx context.Context, to string, req StoreRequest) (StoreResponse, error)
 	// Coordinate asks a replica to run a client request as its coordinator.
 	Coordinate(ctx context.Context, to string, req CoordinateRequest) (CoordinateResponse, error)
+	// Range streams one page of a partition a node holds, for moving
+	// partitions when the ring changes.
+	Range(ctx context.Context, to string, req RangeRequest) (RangeResponse, error)
 }
 
 // Handler serves what other nodes send through a Transport. The node
@@ -26,6 +29,7 @@ type Handler interface {
 	HandleFetch(ctx context.Context, from string, req FetchRequest) (FetchResponse, error)
 	HandleStore(ctx context.Context, from string, req StoreRequest) (StoreResponse, error)
 	HandleCoordinate(ctx context.Context, from string, req CoordinateRequest) (CoordinateResponse, error)
+	HandleRange(ctx context.Context, from string, req RangeRequest) (RangeResponse, error)
 }
 
 // FetchRequest asks for one replica's copy of a key.
@@ -35,8 +39,12 @@ type FetchRequest struct {
 }
 
 // FetchResponse carries the copy; Object is nil when the replica has none.
+// Incomplete is set by a node still receiving the key's partition after a
+// ring change: its copy may lack versions, so its answer must not count
+// towards R.
 type FetchResponse struct {
-	Object *version.Object
+	Object     *version.Object
+	Incomplete bool
 }
 
 // StoreRequest carries an object to merge into a replica's copy. With
@@ -49,8 +57,13 @@ type StoreRequest struct {
 	HintFor   string
 }
 
-// StoreResponse acknowledges a durable store.
-type StoreResponse struct{}
+// StoreResponse acknowledges a durable store. Incomplete is set by a node
+// still receiving the partition: its ack does not count towards W, for the
+// same reason its reads do not count towards R (quorums of complete copies
+// must intersect).
+type StoreResponse struct {
+	Incomplete bool
+}
 
 // Op is a client operation forwarded to a coordinator.
 type Op uint8
@@ -92,4 +105,28 @@ type CoordinateRequest struct {
 type CoordinateResponse struct {
 	Object  *version.Object
 	Context version.Clock
+}
+
+// RangeRequest asks for the keys of a partition after After (nil: from the
+// first), up to about MaxBytes of encoded objects (at least one key).
+type RangeRequest struct {
+	Partition int
+	After     []byte
+	MaxBytes  int
+}
+
+// RangeItem is one key of a partition with the sender's copy of it.
+type RangeItem struct {
+	Key    []byte
+	Object *version.Object
+}
+
+// RangeResponse is one page of a partition in key order. Next is the After
+// of the following page, nil when this page ends the partition. Incomplete
+// is set when the sender is itself still receiving the partition, so a full
+// pass over its pages may not hold every version.
+type RangeResponse struct {
+	Items      []RangeItem
+	Next       []byte
+	Incomplete bool
 }

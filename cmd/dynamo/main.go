@@ -61,6 +61,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", c.AntiEntropyInterval, "how often replicas compare Merkle trees; 0 turns it off")
 	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", c.TombstoneGrace, "how long a delete's tombstone is kept once every replica has it")
 	fs.IntVar(&c.MaxHints, "max-hints", c.MaxHints, "most hints kept for unreachable replicas; past it the oldest are dropped")
+	fs.Int64Var(&c.HandoffBytesPerSecond, "handoff-bytes-per-second", c.HandoffBytesPerSecond, "throttle for partition data pulled after a ring change; 0 is unthrottled")
 	fs.StringVar(&c.GossipProfile, "gossip-profile", c.GossipProfile, "memberlist timing: lan, or local for fast failure detection on one machine")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
@@ -142,6 +143,8 @@ func run(args []string, stderr io.Writer) error {
 	select {
 	case sig := <-sigs:
 		logger.Info("shutting down", "signal", sig.String())
+	case <-n.Left():
+		logger.Info("handed off and left the cluster; shutting down")
 	case err := <-serveErr:
 		n.Close()
 		return fmt.Errorf("serve: %w", err)

@@ -69,13 +69,19 @@ func DefaultConfig() node.Config {
 	return cfg
 }
 
-func (c *Cluster) start(id string) {
+func (c *Cluster) start(id string) { c.startWith(id, nil) }
+
+// startWith starts node id, letting adjust change its configuration.
+func (c *Cluster) startWith(id string, adjust func(*node.Config)) {
 	c.t.Helper()
 	cfg := c.cfg
 	cfg.ID = id
 	cfg.DataDir = c.dirs[id]
 	cfg.Transport = c.Net.Transport(id)
-	cfg.Membership = c.members.view()
+	cfg.Membership = c.members.view(id)
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
@@ -87,8 +93,113 @@ func (c *Cluster) start(id string) {
 	c.members.setState(id, node.StateAlive)
 }
 
+// AddNode starts a new node that joins the cluster last, as `dynamo
+// --join` would, and returns its id.
+func (c *Cluster) AddNode() string {
+	c.t.Helper()
+	c.mu.Lock()
+	id := fmt.Sprintf("node-%d", len(c.ids))
+	c.ids = append(c.ids, id)
+	c.dirs[id] = filepath.Join(filepath.Dir(c.dirs[c.ids[0]]), id)
+	joined := int64(len(c.ids))
+	c.mu.Unlock()
+	c.members.add(node.Member{ID: id, Joined: joined, State: node.StateAlive,
+		Addr: id + ":client", PeerAddr: id + ":peer", GossipAddr: id + ":gossip"})
+	c.startWith(id, func(cfg *node.Config) { cfg.Join = []string{c.ids[0] + ":gossip"} })
+	return id
+}
+
+// Leave asks node id to leave, waits until it has handed off and left,
+// and stops it.
+func (c *Cluster) Leave(id string, timeout time.Duration) {
+	c.t.Helper()
+	n := c.Node(id)
+	if err := n.Leave(); err != nil {
+		c.t.Fatalf("leave %s: %v", id, err)
+	}
+	select {
+	case <-n.Left():
+	case <-time.After(timeout):
+		c.t.Fatalf("%s did not hand off and leave within %s", id, timeout)
+	}
+	c.mu.Lock()
+	delete(c.nodes, id)
+	c.mu.Unlock()
+	c.Net.Unregister(id)
+	if err := n.Close(); err != nil {
+		c.t.Errorf("close %s: %v", id, err)
+	}
+}
+
+// Remove forgets the dead node id through node `via`, and waits until
+// every running node has taken it out of its ring.
+func (c *Cluster) Remove(via, id string, timeout time.Duration) {
+	c.t.Helper()
+	if err := c.Node(via).Remove(id); err != nil {
+		c.t.Fatalf("remove %s via %s: %v", id, via, err)
+	}
+	Eventually(c.t, timeout, func() error {
+		for _, r := range c.Running() {
+			if n, ok := c.Lookup(r); ok && slices.Contains(n.RingMembers(), id) {
+				return fmt.Errorf("%s still has %s in its ring", r, id)
+			}
+		}
+		return nil
+	})
+}
+
+// Running returns the ids of the nodes running now.
+func (c *Cluster) Running() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, id := range c.ids {
+		if _, ok := c.nodes[id]; ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Lookup returns node id if it is running.
+func (c *Cluster) Lookup(id string) (*node.Node, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[id]
+	return n, ok
+}
+
+// WaitSettled waits until every running node works to the same ring, has
+// received every partition it replicates, and has dropped what it no
+// longer replicates.
+func (c *Cluster) WaitSettled(timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, func() error {
+		var version string
+		for _, id := range c.Running() {
+			n, ok := c.Lookup(id)
+			if !ok {
+				continue
+			}
+			if !n.Settled() {
+				return fmt.Errorf("%s has not settled; it sees %+v", id, n.Cluster().Members)
+			}
+			v := n.Ring().Version
+			if version != "" && v != version {
+				return fmt.Errorf("%s works to ring %s, others to %s", id, v, version)
+			}
+			version = v
+		}
+		return nil
+	})
+}
+
 // IDs returns the node ids in ring order.
-func (c *Cluster) IDs() []string { return slices.Clone(c.ids) }
+func (c *Cluster) IDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.ids)
+}
 
 // Node returns the running node id; it fails the test if id is down.
 func (c *Cluster) Node(id string) *node.Node {

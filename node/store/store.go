@@ -242,13 +242,30 @@ func (db *DB) Update(partition uint32, key []byte, fn func(old []byte) ([]byte, 
 // transaction. key and value are valid only during the call. An error from fn
 // stops the scan and is returned as is.
 func (db *DB) Scan(partition uint32, fn func(key, value []byte) error) error {
+	return db.ScanFrom(partition, nil, fn)
+}
+
+// ScanFrom is Scan starting after key after (nil: from the first key), for
+// streaming a partition in pages.
+func (db *DB) ScanFrom(partition uint32, after []byte, fn func(key, value []byte) error) error {
 	var fnErr error
 	err := db.view(func(tx *bolt.Tx) error {
 		b := partitionBucket(tx, partition)
 		if b == nil {
 			return nil
 		}
-		fnErr = b.ForEach(fn)
+		c := b.Cursor()
+		k, v := c.First()
+		if after != nil {
+			if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if fnErr = fn(k, v); fnErr != nil {
+				break
+			}
+		}
 		return nil
 	})
 	if err != nil {

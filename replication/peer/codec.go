@@ -14,18 +14,30 @@ import (
 // frame, so nothing may follow the last field.
 //
 //	FetchRequest        partition:uvarint key:bytes
-//	FetchResponse       object:optobject
+//	FetchResponse       object:optobject flags:byte
 //	StoreRequest        partition:uvarint key:bytes object:optobject hintfor:bytes
-//	StoreResponse       (empty)
+//	StoreResponse       flags:byte (bit 0: Incomplete)
 //	CoordinateRequest   op:byte flags:byte key:bytes value:bytes contenttype:bytes
 //	                    context:clock quorum:uvarint
 //	CoordinateResponse  object:optobject context:clock
+//	RangeRequest        partition:uvarint after:bytes maxbytes:uvarint
+//	RangeResponse       count:uvarint, per item key:bytes object:optobject,
+//	                    then next:optbytes flags:byte
 //
-//	bytes      uvarint length, then that many bytes
+//	bytes      uvarint length, then that many bytes; empty decodes as nil
+//	optbytes   0x00 for nil, or 0x01 then bytes; empty decodes as non-nil
 //	optobject  0x00 for a nil object, or 0x01 then version's object encoding
 //	clock      uvarint count, then per entry an 8-byte big-endian actor and
 //	           a uvarint counter, sorted by actor, counters positive
-//	flags      bit 0: HasContext; other bits must be zero
+//	flags      a bit set; bits a message does not define must be zero.
+//	           CoordinateRequest bit 0: HasContext. FetchResponse and
+//	           RangeResponse bit 0: Incomplete.
+//
+// RangeRequest's after is plain bytes: nil and empty both mean "from the
+// first key" (the store has no empty key to start after), so an empty After
+// arrives as nil. RangeResponse's next must tell "no more pages" (nil) from
+// any key, so it is optbytes. The codec does not check that a page's keys
+// are in order or that next follows them; that is the handler's contract.
 //
 // Decoders reject anything an encoder could not have produced from valid
 // values, except that uvarints need not be minimal. Decoded values never
@@ -39,6 +51,14 @@ const (
 	objectPresent byte = 1
 
 	flagHasContext byte = 1
+	flagIncomplete byte = 1
+
+	// minRangeItem is the fewest bytes a range item takes: an empty key's
+	// length and a nil object's marker.
+	minRangeItem = 2
+	// maxRangePrealloc bounds the items allocated before any is read, so a
+	// huge count of tiny items costs memory only as it is decoded.
+	maxRangePrealloc = 1 << 10
 
 	// maxInt bounds decoded partitions and quorums: an int on any platform.
 	maxInt = math.MaxInt32
@@ -56,13 +76,17 @@ func decodeFetchRequest(data []byte) (replication.FetchRequest, error) {
 }
 
 func appendFetchResponse(buf []byte, r replication.FetchResponse) []byte {
-	return appendObject(buf, r.Object)
+	buf = appendObject(buf, r.Object)
+	return append(buf, incompleteFlags(r.Incomplete))
 }
 
 func decodeFetchResponse(data []byte) (replication.FetchResponse, error) {
 	d := decoder{buf: data}
-	r := replication.FetchResponse{Object: d.object()}
-	return r, d.finish()
+	r := replication.FetchResponse{Object: d.object(), Incomplete: d.flags(flagIncomplete)&flagIncomplete != 0}
+	if err := d.finish(); err != nil {
+		return replication.FetchResponse{}, err
+	}
+	return r, nil
 }
 
 func appendStoreRequest(buf []byte, r replication.StoreRequest) []byte {
@@ -79,11 +103,17 @@ func decodeStoreRequest(data []byte) (replication.StoreRequest, error) {
 	return r, d.finish()
 }
 
-func appendStoreResponse(buf []byte, _ replication.StoreResponse) []byte { return buf }
+func appendStoreResponse(buf []byte, r replication.StoreResponse) []byte {
+	return append(buf, incompleteFlags(r.Incomplete))
+}
 
 func decodeStoreResponse(data []byte) (replication.StoreResponse, error) {
 	d := decoder{buf: data}
-	return replication.StoreResponse{}, d.finish()
+	r := replication.StoreResponse{Incomplete: d.flags(flagIncomplete)&flagIncomplete != 0}
+	if err := d.finish(); err != nil {
+		return replication.StoreResponse{}, err
+	}
+	return r, nil
 }
 
 func appendCoordinateRequest(buf []byte, r replication.CoordinateRequest) []byte {
@@ -106,11 +136,7 @@ func decodeCoordinateRequest(data []byte) (replication.CoordinateRequest, error)
 	if d.err == nil && (r.Op < replication.OpGet || r.Op > replication.OpDelete) {
 		d.fail(fmt.Sprintf("unknown op %d", r.Op))
 	}
-	flags := d.byte()
-	if d.err == nil && flags&^flagHasContext != 0 {
-		d.fail("unknown flags")
-	}
-	r.HasContext = flags&flagHasContext != 0
+	r.HasContext = d.flags(flagHasContext)&flagHasContext != 0
 	r.Key = d.bytes()
 	r.Value = d.bytes()
 	r.ContentType = string(d.bytes())
@@ -136,6 +162,63 @@ func decodeCoordinateResponse(data []byte) (replication.CoordinateResponse, erro
 	return r, nil
 }
 
+func appendRangeRequest(buf []byte, r replication.RangeRequest) []byte {
+	buf = appendInt(buf, r.Partition)
+	buf = appendBytes(buf, r.After)
+	return appendInt(buf, r.MaxBytes)
+}
+
+func decodeRangeRequest(data []byte) (replication.RangeRequest, error) {
+	d := decoder{buf: data}
+	r := replication.RangeRequest{Partition: d.int("partition"), After: d.bytes(), MaxBytes: d.int("maxbytes")}
+	if err := d.finish(); err != nil {
+		return replication.RangeRequest{}, err
+	}
+	return r, nil
+}
+
+func appendRangeResponse(buf []byte, r replication.RangeResponse) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(r.Items)))
+	for _, it := range r.Items {
+		buf = appendBytes(buf, it.Key)
+		buf = appendObject(buf, it.Object)
+	}
+	buf = appendOptBytes(buf, r.Next)
+	return append(buf, incompleteFlags(r.Incomplete))
+}
+
+func decodeRangeResponse(data []byte) (replication.RangeResponse, error) {
+	d := decoder{buf: data}
+	var r replication.RangeResponse
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.buf)/minRangeItem) {
+		d.fail("range item count out of range")
+	}
+	if d.err == nil && n > 0 {
+		r.Items = make([]replication.RangeItem, 0, min(n, maxRangePrealloc))
+		for range n {
+			it := replication.RangeItem{Key: d.bytes(), Object: d.object()}
+			if d.err != nil {
+				break
+			}
+			r.Items = append(r.Items, it)
+		}
+	}
+	r.Next = d.optBytes()
+	r.Incomplete = d.flags(flagIncomplete)&flagIncomplete != 0
+	if err := d.finish(); err != nil {
+		return replication.RangeResponse{}, err
+	}
+	return r, nil
+}
+
+func incompleteFlags(incomplete bool) byte {
+	if incomplete {
+		return flagIncomplete
+	}
+	return 0
+}
+
 // appendInt writes a partition or quorum. Negative values are written as
 // huge uvarints that the decoder rejects, so they fail at the receiver
 // instead of silently changing meaning.
@@ -144,6 +227,13 @@ func appendInt(buf []byte, v int) []byte { return binary.AppendUvarint(buf, uint
 func appendBytes(buf, b []byte) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(b)))
 	return append(buf, b...)
+}
+
+func appendOptBytes(buf, b []byte) []byte {
+	if b == nil {
+		return append(buf, 0)
+	}
+	return appendBytes(append(buf, 1), b)
 }
 
 func appendObject(buf []byte, o *version.Object) []byte {
@@ -235,6 +325,32 @@ func (d *decoder) bytes() []byte {
 	copy(b, d.buf)
 	d.buf = d.buf[n:]
 	return b
+}
+
+// optBytes reads optbytes: nil, or a copy that is non-nil even when empty.
+func (d *decoder) optBytes() []byte {
+	switch d.byte() {
+	case 0:
+		return nil
+	case 1:
+		b := d.bytes()
+		if b == nil && d.err == nil {
+			b = []byte{}
+		}
+		return b
+	}
+	d.fail("bad optional bytes marker")
+	return nil
+}
+
+// flags reads a flags byte, refusing bits outside known.
+func (d *decoder) flags(known byte) byte {
+	f := d.byte()
+	if d.err == nil && f&^known != 0 {
+		d.fail("unknown flags")
+		return 0
+	}
+	return f
 }
 
 func (d *decoder) object() *version.Object {

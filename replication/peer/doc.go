@@ -6,7 +6,7 @@
 // # Protocol
 //
 // HTTP/1.1 with keep-alive connections. Each call is one POST to
-// PathPrefix+{fetch,store,coordinate} ("/peer/v1/..."; the protocol version
+// PathPrefix+{fetch,store,coordinate,range} ("/peer/v1/..."; the protocol version
 // is in the path), with the caller's id in X-Dynamo-From, its remaining
 // time in X-Dynamo-Timeout, and a binary body (application/octet-stream,
 // see codec.go) of at most MaxBodyBytes. A 200 answer carries the binary
@@ -27,15 +27,16 @@
 //     attempt never got a connection (unknown id, bad address, dial failure,
 //     a context that ended while dialling), so the node did not see it.
 //     (net/http makes a second attempt only after the first wrote nothing,
-//     or for an idempotent Fetch or Store whose kept-alive connection the
-//     server had closed.) Once a request may have been written, a failure is
+//     or for an idempotent Fetch, Store or Range whose kept-alive connection
+//     the server had closed.) Once a request may have been written, a failure is
 //     an outcome-unknown error instead, never ErrUnreachable.
 //   - A handler's ErrUnavailable and ErrNoReplicas come back as a
 //     *RemoteError that errors.Is matches against the same sentinel; any
 //     other handler error (ErrUnreachable included: the node itself was
 //     reached) comes back as code "internal".
-//   - Fetch and Store are idempotent and may be resent by net/http when a
-//     kept-alive connection turns out to be closed; Coordinate never is.
+//   - Fetch, Store and Range are idempotent and may be resent by net/http
+//     when a kept-alive connection turns out to be closed; Coordinate never
+//     is.
 //
 // The client closes connections idle for 30s. Give the peer http.Server a
 // longer IdleTimeout (say 90s) so that the client, not the server, ends idle

@@ -13,6 +13,7 @@ import (
 const (
 	CodeUnavailable          = "unavailable"            // replication.ErrUnavailable
 	CodeNoReplicas           = "no_replicas"            // replication.ErrNoReplicas
+	CodeNotReplica           = "not_replica"            // replication.ErrNotReplica
 	CodeBadRequest           = "bad_request"            // the body or a header did not decode
 	CodeInternal             = "internal"               // any other handler error
 	CodeNotFound             = "not_found"              // no such route
@@ -46,6 +47,8 @@ func (e *RemoteError) Unwrap() error {
 		return replication.ErrUnavailable
 	case CodeNoReplicas:
 		return replication.ErrNoReplicas
+	case CodeNotReplica:
+		return replication.ErrNotReplica
 	}
 	return nil
 }
@@ -66,6 +69,8 @@ func errorStatus(err error) (status int, code string) {
 		return http.StatusServiceUnavailable, CodeUnavailable
 	case errors.Is(err, replication.ErrNoReplicas):
 		return http.StatusServiceUnavailable, CodeNoReplicas
+	case errors.Is(err, replication.ErrNotReplica):
+		return http.StatusConflict, CodeNotReplica
 	}
 	return http.StatusInternalServerError, CodeInternal
 }

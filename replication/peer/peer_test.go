@@ -28,10 +28,12 @@ type fakeHandler struct {
 	fetch    replication.FetchRequest
 	store    replication.StoreRequest
 	coord    replication.CoordinateRequest
+	rng      replication.RangeRequest
 	deadline time.Duration // time left on the handler's context, 0 when none
 
 	fetchResp replication.FetchResponse
 	coordResp replication.CoordinateResponse
+	rangeResp replication.RangeResponse
 	err       error
 	// release, when set, blocks every handler until closed, ignoring ctx.
 	release chan struct{}
@@ -81,6 +83,16 @@ func (f *fakeHandler) HandleCoordinate(ctx context.Context, from string, req rep
 	defer f.mu.Unlock()
 	f.coord = req
 	return f.coordResp, nil
+}
+
+func (f *fakeHandler) HandleRange(ctx context.Context, from string, req replication.RangeRequest) (replication.RangeResponse, error) {
+	if err := f.enter(ctx, from); err != nil {
+		return replication.RangeResponse{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rng = req
+	return f.rangeResp, nil
 }
 
 // countingListener counts accepted connections.
@@ -194,23 +206,43 @@ func TestRoundTripEveryMessage(t *testing.T) {
 
 	for name, obj := range testObjects() {
 		t.Run(name, func(t *testing.T) {
-			if _, err := p.tr.Store(ctx, "b", replication.StoreRequest{Partition: 255, Key: []byte("k/" + name), Object: obj}); err != nil {
-				t.Fatal(err)
-			}
-			if p.h.from != "a" || p.h.store.Partition != 255 || string(p.h.store.Key) != "k/"+name || !sameObject(p.h.store.Object, obj) {
-				t.Fatalf("store arrived as from=%q %+v", p.h.from, p.h.store)
+			for _, hint := range []string{"", "node-c"} {
+				if _, err := p.tr.Store(ctx, "b", replication.StoreRequest{Partition: 255, Key: []byte("k/" + name), Object: obj, HintFor: hint}); err != nil {
+					t.Fatal(err)
+				}
+				if p.h.from != "a" || p.h.store.Partition != 255 || string(p.h.store.Key) != "k/"+name ||
+					!sameObject(p.h.store.Object, obj) || p.h.store.HintFor != hint {
+					t.Fatalf("store arrived as from=%q %+v", p.h.from, p.h.store)
+				}
 			}
 
-			p.h.fetchResp = replication.FetchResponse{Object: obj}
-			got, err := p.tr.Fetch(ctx, "b", replication.FetchRequest{Partition: 7, Key: []byte(name)})
+			for _, incomplete := range []bool{false, true} {
+				p.h.fetchResp = replication.FetchResponse{Object: obj, Incomplete: incomplete}
+				got, err := p.tr.Fetch(ctx, "b", replication.FetchRequest{Partition: 7, Key: []byte(name)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.h.fetch.Partition != 7 || string(p.h.fetch.Key) != name {
+					t.Fatalf("fetch arrived as %+v", p.h.fetch)
+				}
+				if !sameObject(got.Object, obj) || got.Incomplete != incomplete {
+					t.Fatalf("fetched %v incomplete=%v, want %v incomplete=%v", got.Object, got.Incomplete, obj, incomplete)
+				}
+			}
+
+			p.h.rangeResp = replication.RangeResponse{
+				Items: []replication.RangeItem{{Key: []byte("k1/" + name), Object: obj}, {Key: []byte("k2"), Object: testObjects()["live"]}},
+				Next:  []byte("k2"),
+			}
+			rr, err := p.tr.Range(ctx, "b", replication.RangeRequest{Partition: 9, After: []byte(name), MaxBytes: 1 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.h.fetch.Partition != 7 || string(p.h.fetch.Key) != name {
-				t.Fatalf("fetch arrived as %+v", p.h.fetch)
+			if p.h.rng.Partition != 9 || string(p.h.rng.After) != name || p.h.rng.MaxBytes != 1<<20 {
+				t.Fatalf("range arrived as %+v", p.h.rng)
 			}
-			if !sameObject(got.Object, obj) {
-				t.Fatalf("fetched %v, want %v", got.Object, obj)
+			if !sameRange(rr, p.h.rangeResp) {
+				t.Fatalf("range answered %+v, want %+v", rr, p.h.rangeResp)
 			}
 
 			p.h.coordResp = replication.CoordinateResponse{Object: obj, Context: obj.Context()}
@@ -245,6 +277,64 @@ func TestRoundTripEveryMessage(t *testing.T) {
 	}
 }
 
+// sameRange compares range pages, telling a nil Next from an empty one.
+func sameRange(a, b replication.RangeResponse) bool {
+	if len(a.Items) != len(b.Items) || (a.Next == nil) != (b.Next == nil) ||
+		!bytes.Equal(a.Next, b.Next) || a.Incomplete != b.Incomplete {
+		return false
+	}
+	for i := range a.Items {
+		if !bytes.Equal(a.Items[i].Key, b.Items[i].Key) || !sameObject(a.Items[i].Object, b.Items[i].Object) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRangeRoundTrip(t *testing.T) {
+	p := startPeer(t, &fakeHandler{})
+	ctx := t.Context()
+	objs := testObjects()
+	for name, resp := range map[string]replication.RangeResponse{
+		"empty, last":          {},
+		"empty, incomplete":    {Incomplete: true},
+		"empty next":           {Items: []replication.RangeItem{{Key: []byte("a"), Object: objs["live"]}}, Next: []byte{}},
+		"last page":            {Items: []replication.RangeItem{{Key: []byte("a"), Object: objs["tombstone"]}}},
+		"more, incomplete":     {Items: []replication.RangeItem{{Key: []byte("a"), Object: objs["siblings"]}, {Key: []byte("b"), Object: objs["big"]}}, Next: []byte("b"), Incomplete: true},
+		"nil object, no key":   {Items: []replication.RangeItem{{}}, Next: []byte{0}},
+		"many small, complete": {Items: manyItems(5000, objs["empty value"]), Next: []byte("k4999")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p.h.rangeResp = resp
+			got, err := p.tr.Range(ctx, "b", replication.RangeRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameRange(got, resp) {
+				t.Fatalf("got %+v, want %+v", got, resp)
+			}
+		})
+	}
+	// After: nil and empty both mean from the first key and arrive as nil.
+	for _, req := range []replication.RangeRequest{{}, {Partition: 1, After: []byte{}, MaxBytes: 1}, {Partition: 1 << 20, After: []byte{0, 0xff}, MaxBytes: 64 << 20}} {
+		if _, err := p.tr.Range(ctx, "b", req); err != nil {
+			t.Fatal(err)
+		}
+		got := p.h.rng
+		if got.Partition != req.Partition || !bytes.Equal(got.After, req.After) || got.MaxBytes != req.MaxBytes || (len(req.After) == 0 && got.After != nil) {
+			t.Errorf("range %+v arrived as %+v", req, got)
+		}
+	}
+}
+
+func manyItems(n int, o *version.Object) []replication.RangeItem {
+	items := make([]replication.RangeItem, n)
+	for i := range items {
+		items[i] = replication.RangeItem{Key: fmt.Appendf(nil, "k%d", i), Object: o}
+	}
+	return items
+}
+
 func TestHandlerErrorsMapToSentinels(t *testing.T) {
 	for _, c := range []struct {
 		err    error
@@ -254,6 +344,7 @@ func TestHandlerErrorsMapToSentinels(t *testing.T) {
 	}{
 		{replication.ErrUnavailable, CodeUnavailable, 503, replication.ErrUnavailable},
 		{fmt.Errorf("put k: %w", replication.ErrNoReplicas), CodeNoReplicas, 503, replication.ErrNoReplicas},
+		{fmt.Errorf("store: %w", replication.ErrNotReplica), CodeNotReplica, 409, replication.ErrNotReplica},
 		{errors.New("disk on fire"), CodeInternal, 500, nil},
 		// The remote node was reached; its own trouble reaching others is
 		// not ours.
@@ -350,6 +441,7 @@ func TestBadRequestsNeverReachTheHandler(t *testing.T) {
 		kindFetch:      appendFetchRequest(nil, replication.FetchRequest{Partition: 1, Key: []byte("key")}),
 		kindStore:      appendStoreRequest(nil, replication.StoreRequest{Key: []byte("key"), Object: testObjects()["siblings"]}),
 		kindCoordinate: appendCoordinateRequest(nil, replication.CoordinateRequest{Op: replication.OpPut, Key: []byte("key"), Context: version.Clock{{Actor: 1, Counter: 1}}}),
+		kindRange:      appendRangeRequest(nil, replication.RangeRequest{Partition: 1, After: []byte("key"), MaxBytes: 1 << 20}),
 	}
 	for kind, good := range valid {
 		url := p.srv.URL + PathPrefix + kind
@@ -388,7 +480,7 @@ func TestBadRequestsNeverReachTheHandler(t *testing.T) {
 
 func TestRoutesAndMethods(t *testing.T) {
 	p := startPeer(t, &fakeHandler{})
-	for _, path := range []string{PathPrefix + kindFetch, PathPrefix + kindStore, PathPrefix + kindCoordinate} {
+	for _, path := range []string{PathPrefix + kindFetch, PathPrefix + kindStore, PathPrefix + kindCoordinate, PathPrefix + kindRange} {
 		for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
 			req, _ := http.NewRequest(method, p.srv.URL+path, nil)
 			resp, err := http.DefaultClient.Do(req)
@@ -402,7 +494,7 @@ func TestRoutesAndMethods(t *testing.T) {
 		}
 	}
 	// Client routes and other versions are not served here.
-	for _, path := range []string{"/keys/k", "/cluster", "/healthz", "/", "/peer/v2/fetch", PathPrefix, PathPrefix + "fetch/x"} {
+	for _, path := range []string{"/keys/k", "/cluster", "/healthz", "/", "/peer/v2/fetch", "/peer/v2/range", PathPrefix, PathPrefix + "fetch/x", PathPrefix + "range/x"} {
 		resp, text := post(t, p.srv.URL+path, contentType, nil, map[string]string{HeaderFrom: "a"})
 		if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(text, CodeNotFound+"\n") {
 			t.Errorf("POST %s: %d %q", path, resp.StatusCode, text)
@@ -452,18 +544,23 @@ type zeros struct{}
 func (zeros) Read(b []byte) (int, error) { clear(b); return len(b), nil }
 
 func TestConnectionsAreReused(t *testing.T) {
-	h := &fakeHandler{fetchResp: replication.FetchResponse{Object: testObjects()["siblings"]}}
+	h := &fakeHandler{
+		fetchResp: replication.FetchResponse{Object: testObjects()["siblings"]},
+		rangeResp: replication.RangeResponse{Items: []replication.RangeItem{{Key: []byte("k"), Object: testObjects()["live"]}}, Next: []byte("k")},
+	}
 	p := startPeer(t, h)
 	ctx := t.Context()
 	for i := range 300 {
 		var err error
-		switch i % 3 {
+		switch i % 4 {
 		case 0:
 			_, err = p.tr.Fetch(ctx, "b", replication.FetchRequest{Key: []byte("k")})
 		case 1:
 			_, err = p.tr.Store(ctx, "b", replication.StoreRequest{Key: []byte("k"), Object: testObjects()["live"]})
 		case 2:
 			_, err = p.tr.Coordinate(ctx, "b", replication.CoordinateRequest{Op: replication.OpGet, Key: []byte("k")})
+		case 3:
+			_, err = p.tr.Range(ctx, "b", replication.RangeRequest{Partition: 1, MaxBytes: 1 << 10})
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -552,6 +649,77 @@ func TestResetAfterWriteIsNotUnreachable(t *testing.T) {
 	_, err = tr.Store(t.Context(), "b", replication.StoreRequest{Key: []byte("k")})
 	if err == nil || errors.Is(err, replication.ErrUnreachable) {
 		t.Fatalf("got %v, want an outcome-unknown error", err)
+	}
+	_, err = tr.Range(t.Context(), "b", replication.RangeRequest{Partition: 1})
+	if err == nil || errors.Is(err, replication.ErrUnreachable) {
+		t.Fatalf("got %v, want an outcome-unknown error", err)
+	}
+}
+
+// TestIdempotentCallsSurviveAStaleConnection: a kept-alive connection the
+// server drops after reading the request is retried on a new one for the
+// idempotent calls, and never for Coordinate.
+func TestIdempotentCallsSurviveAStaleConnection(t *testing.T) {
+	calls := map[string]func(*Transport) error{
+		kindFetch: func(tr *Transport) error {
+			_, err := tr.Fetch(t.Context(), "b", replication.FetchRequest{Key: []byte("k")})
+			return err
+		},
+		kindStore: func(tr *Transport) error {
+			_, err := tr.Store(t.Context(), "b", replication.StoreRequest{Key: []byte("k")})
+			return err
+		},
+		kindRange: func(tr *Transport) error {
+			_, err := tr.Range(t.Context(), "b", replication.RangeRequest{Partition: 1})
+			return err
+		},
+		kindCoordinate: func(tr *Transport) error {
+			_, err := tr.Coordinate(t.Context(), "b", replication.CoordinateRequest{Op: replication.OpGet, Key: []byte("k")})
+			return err
+		},
+	}
+	for kind, call := range calls {
+		t.Run(kind, func(t *testing.T) {
+			h := &fakeHandler{}
+			peer := NewServer(h)
+			var n atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) == 2 { // the second request, on the kept-alive connection
+					_, _ = io.Copy(io.Discard, r.Body)
+					c, _, err := http.NewResponseController(w).Hijack()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c.Close()
+					return
+				}
+				peer.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			tr := NewTransport(Options{Self: "a", Resolve: func(string) (string, bool) { return srv.Listener.Addr().String(), true }})
+			t.Cleanup(tr.Close)
+
+			if err := call(tr); err != nil {
+				t.Fatal(err)
+			}
+			err := call(tr)
+			if kind == kindCoordinate {
+				if err == nil || errors.Is(err, replication.ErrUnreachable) {
+					t.Fatalf("got %v, want an outcome-unknown error", err)
+				}
+				if h.calls.Load() != 1 {
+					t.Fatalf("handler ran %d times, want 1", h.calls.Load())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("not resent: %v", err)
+			}
+			if h.calls.Load() != 2 || n.Load() != 3 {
+				t.Fatalf("handler ran %d times over %d requests, want 2 over 3", h.calls.Load(), n.Load())
+			}
+		})
 	}
 }
 

@@ -33,6 +33,7 @@ const (
 	kindFetch      = "fetch"
 	kindStore      = "store"
 	kindCoordinate = "coordinate"
+	kindRange      = "range"
 
 	// pooledBufferMax keeps one huge body from pinning its buffer in a pool.
 	pooledBufferMax = 1 << 20
@@ -67,13 +68,14 @@ type server struct {
 	fetch      route
 	store      route
 	coordinate route
+	rangeRoute route
 	// bufs holds *[]byte for request and response bodies; decoders copy
 	// what they keep, so a buffer is free again once the answer is written.
 	bufs sync.Pool
 }
 
 // NewServer returns an http.Handler that serves the peer protocol for h:
-// POST PathPrefix+{fetch,store,coordinate}. It answers nothing else (404),
+// POST PathPrefix+{fetch,store,coordinate,range}. It answers nothing else (404),
 // so mounting it on the peer listener exposes no client route.
 func NewServer(h replication.Handler) http.Handler {
 	if h == nil {
@@ -85,6 +87,7 @@ func NewServer(h replication.Handler) http.Handler {
 		fetch:      serve(decodeFetchRequest, replication.Handler.HandleFetch, appendFetchResponse),
 		store:      serve(decodeStoreRequest, replication.Handler.HandleStore, appendStoreResponse),
 		coordinate: serve(decodeCoordinateRequest, replication.Handler.HandleCoordinate, appendCoordinateResponse),
+		rangeRoute: serve(decodeRangeRequest, replication.Handler.HandleRange, appendRangeResponse),
 		bufs:       sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }},
 	}
 }
@@ -97,6 +100,8 @@ func (s *server) route(kind string) route {
 		return s.store
 	case kindCoordinate:
 		return s.coordinate
+	case kindRange:
+		return s.rangeRoute
 	}
 	return nil
 }

@@ -106,8 +106,13 @@ func (t *Transport) Coordinate(ctx context.Context, to string, req replication.C
 	return roundTrip(ctx, t, to, kindCoordinate, false, req, size, appendCoordinateRequest, decodeCoordinateResponse)
 }
 
+// Range reads one page of a partition node to holds.
+func (t *Transport) Range(ctx context.Context, to string, req replication.RangeRequest) (replication.RangeResponse, error) {
+	return roundTrip(ctx, t, to, kindRange, true, req, 24+len(req.After), appendRangeRequest, decodeRangeResponse)
+}
+
 // roundTrip sends one request. idempotent requests (merging a store twice
-// changes nothing) may be resent by net/http when a kept-alive connection
+// changes nothing; fetch and range only read) may be resent by net/http when a kept-alive connection
 // turns out to be closed; a coordinate request is never resent.
 func roundTrip[Req, Resp any](
 	ctx context.Context, t *Transport, to, kind string, idempotent bool, req Req, sizeHint int,

@@ -22,6 +22,7 @@ const (
 	KindFetch      = "fetch"
 	KindStore      = "store"
 	KindCoordinate = "coordinate"
+	KindRange      = "range"
 )
 
 // Network connects the nodes of one test. Its zero value is not usable; call

@@ -29,6 +29,10 @@ func (t *transport) Coordinate(ctx context.Context, to string, req replication.C
 	return call(ctx, t.net, t.from, to, KindCoordinate, req, copyCoordinateRequest, copyCoordinateResponse, replication.Handler.HandleCoordinate)
 }
 
+func (t *transport) Range(ctx context.Context, to string, req replication.RangeRequest) (replication.RangeResponse, error) {
+	return call(ctx, t.net, t.from, to, KindRange, req, copyRangeRequest, copyRangeResponse, replication.Handler.HandleRange)
+}
+
 // copyObject round-trips o through its wire encoding, as a real network
 // would, so the copy shares nothing and invalid objects fail here too.
 func copyObject(o *version.Object) (*version.Object, error) {
@@ -72,4 +76,23 @@ func copyCoordinateResponse(r replication.CoordinateResponse) (replication.Coord
 	r.Object, err = copyObject(r.Object)
 	r.Context = slices.Clone(r.Context)
 	return r, err
+}
+
+func copyRangeRequest(r replication.RangeRequest) (replication.RangeRequest, error) {
+	r.After = bytes.Clone(r.After)
+	return r, nil
+}
+
+func copyRangeResponse(r replication.RangeResponse) (replication.RangeResponse, error) {
+	items := make([]replication.RangeItem, len(r.Items))
+	for i, it := range r.Items {
+		obj, err := copyObject(it.Object)
+		if err != nil {
+			return r, err
+		}
+		items[i] = replication.RangeItem{Key: bytes.Clone(it.Key), Object: obj}
+	}
+	r.Items = items
+	r.Next = bytes.Clone(r.Next)
+	return r, nil
 }

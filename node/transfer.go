@@ -1,0 +1,543 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/version"
+	"github.com/dynamo-kv/dynamo/ring"
+)
+
+const (
+	metaTransfers = "transfers"
+	// maxRetainedRings bounds the rings kept while data catches up with
+	// a run of membership changes.
+	maxRetainedRings = 8
+	// pageBytes is how much partition data one Range request asks for.
+	pageBytes = 256 << 10
+)
+
+// mover makes data follow the ring. When the ring changes, every partition
+// this node newly replicates is pulled, page by page and throttled, from
+// the nodes that held it under the rings retained since the cluster was
+// last in sync; progress is persisted after each page, so a pull resumes
+// after a restart of either side. Until every live member reports that it
+// works to the current ring with nothing left to pull, coordinators still
+// read from and write to the old holders (the plan's extras), and nothing
+// is dropped; then old holders drop the partitions they no longer
+// replicate.
+type mover struct {
+	n    *Node
+	wake chan struct{}
+
+	persistMu sync.Mutex // orders writes of the persisted state
+
+	mu         sync.Mutex // guards the fields below
+	rings      []*ring.Ring
+	pending    map[int]*pull
+	bytesMoved int64
+	leaving    bool
+	// droppedFor is the ring version whose unreplicated partitions were
+	// last dropped.
+	droppedFor uint64
+	// completed counts partitions received, to batch persisting them.
+	completed int
+}
+
+// pull is the progress of receiving one partition.
+type pull struct {
+	// Source is the node being streamed from, After the last key received.
+	Source string `json:"s,omitempty"`
+	After  []byte `json:"a,omitempty"`
+	// Tried are sources fully streamed that were themselves incomplete,
+	// in this round; Rounds counts rounds in which every usable source was.
+	Tried  []string `json:"t,omitempty"`
+	Rounds int      `json:"r,omitempty"`
+}
+
+// maxIncompleteRounds is how many times a partition is streamed from
+// sources that are all still receiving it themselves before it is taken as
+// complete: by then they have merged each other's data, and nobody holds
+// more.
+const maxIncompleteRounds = 10
+
+// moverState is what the data dir remembers of the mover.
+type moverState struct {
+	Rings      [][]string    `json:"rings"`
+	Pending    map[int]*pull `json:"pending"`
+	BytesMoved int64         `json:"bytes_moved"`
+}
+
+func newMover(n *Node) *mover {
+	return &mover{n: n, wake: make(chan struct{}, 1), pending: map[int]*pull{}}
+}
+
+// load restores the persisted state.
+func (m *mover) load() error {
+	raw, err := m.n.db.GetMeta(metaTransfers)
+	if err != nil || raw == nil {
+		return err
+	}
+	var st moverState
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, members := range st.Rings {
+		r, err := ring.New(m.n.cfg.Partitions, members, m.n.cfg.N)
+		if err != nil {
+			return err
+		}
+		m.rings = append(m.rings, r)
+	}
+	if st.Pending != nil {
+		m.pending = st.Pending
+	}
+	m.bytesMoved = st.BytesMoved
+	return nil
+}
+
+// persist writes the state to the data dir. It must be called without
+// m.mu held: the request path takes m.mu, and must not wait for an fsync.
+// persistMu orders the writes, so the last one holds the newest state.
+func (m *mover) persist() {
+	m.persistMu.Lock()
+	defer m.persistMu.Unlock()
+	m.mu.Lock()
+	st := moverState{Pending: m.pending, BytesMoved: m.bytesMoved}
+	for _, r := range m.rings {
+		st.Rings = append(st.Rings, r.Members())
+	}
+	raw, _ := json.Marshal(st)
+	m.mu.Unlock()
+	if err := m.n.db.PutMeta(metaTransfers, raw); err != nil {
+		m.n.logger.Error("cannot persist transfer progress", "err", err)
+	}
+}
+
+func (m *mover) wakeUp() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// replicaN is the effective N for a ring.
+func (m *mover) replicaN(r *ring.Ring) int { return min(m.n.cfg.N, len(r.Members())) }
+
+// onRing records a new ring: partitions this node replicates now but did
+// not under the previous ring are to be pulled.
+func (m *mover) onRing(r *ring.Ring) {
+	if m.recordRing(r) {
+		m.persist()
+		m.wakeUp()
+	}
+}
+
+// recordRing updates rings and pending for r and reports whether anything
+// changed.
+func (m *mover) recordRing(r *ring.Ring) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var prev *ring.Ring
+	if len(m.rings) > 0 {
+		prev = m.rings[len(m.rings)-1]
+		if prev.Version() == r.Version() && slices.Equal(prev.Members(), r.Members()) {
+			return false
+		}
+	}
+	m.rings = append(m.rings, r)
+	if len(m.rings) > maxRetainedRings {
+		m.rings = m.rings[len(m.rings)-maxRetainedRings:]
+	}
+	if prev == nil && len(m.n.cfg.Join) == 0 {
+		// The first ring of a node that founded its cluster: there is
+		// nobody to receive anything from.
+		prev = r
+	}
+	self := m.n.cfg.ID
+	added := 0
+	for p := range r.Partitions() {
+		now := slices.Contains(r.PreferenceList(p, m.replicaN(r)), self)
+		before := prev != nil && slices.Contains(prev.PreferenceList(p, m.replicaN(prev)), self)
+		switch {
+		case !now:
+			delete(m.pending, p)
+		case !before && m.pending[p] == nil:
+			m.pending[p] = &pull{}
+			added++
+		case m.pending[p] != nil:
+			// Holders changed with the ring: incomplete ones may be done.
+			m.pending[p].Tried, m.pending[p].Rounds = nil, 0
+		}
+	}
+	if added > 0 {
+		m.n.logger.Info("partitions to receive after ring change", "added", added, "pending", len(m.pending))
+	}
+	return true
+}
+
+// isPending reports whether this node is still receiving partition p.
+func (m *mover) isPending(p int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pending[p] != nil
+}
+
+// extras returns the nodes that replicated p under a retained older ring
+// but not under the current one: they may hold versions the new replicas
+// have not received yet.
+func (m *mover) extras(p int, replicas []string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, r := range m.rings[:max(0, len(m.rings)-1)] {
+		for _, id := range r.PreferenceList(p, m.replicaN(r)) {
+			if !slices.Contains(replicas, id) && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// holds reports whether this node replicates partition p under any ring
+// it retains: whether a copy of p belongs here at all.
+func (m *mover) holds(p int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.rings {
+		if slices.Contains(r.PreferenceList(p, m.replicaN(r)), m.n.cfg.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// progress is what this node publishes.
+func (m *mover) progress() Progress {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := Progress{Pending: len(m.pending), BytesMoved: m.bytesMoved, Leaving: m.leaving}
+	if len(m.rings) > 0 {
+		r := m.rings[len(m.rings)-1]
+		p.RingVersion = r.Version()
+		p.Owned = len(r.Owned(m.n.cfg.ID))
+	}
+	return p
+}
+
+// run pulls pending partitions and watches for the cluster to be in sync,
+// until ctx is done.
+func (m *mover) run(ctx context.Context) {
+	ticker := time.NewTicker(250 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		m.n.membership.Publish(m.progress())
+		for _, p := range m.pendingList() {
+			if ctx.Err() != nil {
+				return
+			}
+			m.pullPartition(ctx, p)
+		}
+		m.n.membership.Publish(m.progress())
+		m.settle()
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-m.wake:
+		}
+	}
+}
+
+func (m *mover) pendingList() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]int, 0, len(m.pending))
+	for p := range m.pending {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sources lists the nodes that may hold partition p, current replicas
+// first: usable ones to stream from, and whether any candidate exists at
+// all (down ones included).
+func (m *mover) sources(p int) (usable []string, any bool) {
+	m.mu.Lock()
+	rings := slices.Clone(m.rings)
+	m.mu.Unlock()
+	var candidates []string
+	for i := len(rings) - 1; i >= 0; i-- {
+		for _, id := range rings[i].PreferenceList(p, m.replicaN(rings[i])) {
+			if id != m.n.cfg.ID && !slices.Contains(candidates, id) {
+				candidates = append(candidates, id)
+			}
+		}
+	}
+	states := m.n.states.Load()
+	for _, id := range candidates {
+		if states != nil && (*states)[id] == StateLeft {
+			continue // removed for good: nothing to wait for
+		}
+		any = true
+		if m.n.health.Usable(id) {
+			usable = append(usable, id)
+		}
+	}
+	return usable, any
+}
+
+// pullPartition streams partition p from its sources until one that was
+// complete has been read to the end, or every candidate was tried.
+func (m *mover) pullPartition(ctx context.Context, p int) {
+	for {
+		m.mu.Lock()
+		st := m.pending[p]
+		if st == nil {
+			m.mu.Unlock()
+			return
+		}
+		cur := *st
+		m.mu.Unlock()
+
+		usable, any := m.sources(p)
+		if !any {
+			m.complete(p, "no other holder")
+			return
+		}
+		usable = slices.DeleteFunc(usable, func(id string) bool { return slices.Contains(cur.Tried, id) })
+		if len(usable) == 0 {
+			if len(cur.Tried) == 0 {
+				return // holders are down: try again later
+			}
+			// Every reachable holder was itself incomplete: try them all
+			// again next time, when they may have finished.
+			cur.Tried, cur.Rounds = nil, cur.Rounds+1
+			if cur.Rounds >= maxIncompleteRounds {
+				m.complete(p, "every holder incomplete")
+				return
+			}
+			m.save(p, cur)
+			return
+		}
+		if !slices.Contains(usable, cur.Source) {
+			cur.Source, cur.After = usable[0], nil
+		}
+		done, incomplete, err := m.stream(ctx, p, &cur)
+		if err != nil {
+			m.n.health.Failed(cur.Source)
+			m.n.logger.Debug("partition pull interrupted", "partition", p, "source", cur.Source, "err", err)
+			return
+		}
+		if !done {
+			return
+		}
+		if !incomplete {
+			m.complete(p, cur.Source)
+			return
+		}
+		cur.Tried = append(cur.Tried, cur.Source)
+		cur.Source, cur.After = "", nil
+		m.save(p, cur)
+	}
+}
+
+// stream copies pages of p from cur.Source, merging each key by causality
+// and saving progress after every page. done is true at the partition's
+// end; incomplete tells whether the source was still receiving it itself.
+func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete bool, err error) {
+	start := time.Now()
+	var moved int64
+	for ctx.Err() == nil {
+		page, cancel := context.WithTimeout(ctx, 5*m.n.cfg.RequestTimeout)
+		resp, err := m.n.transport.Range(page, cur.Source, replication.RangeRequest{Partition: p, After: cur.After, MaxBytes: pageBytes})
+		cancel()
+		if err != nil {
+			return false, false, err
+		}
+		for _, it := range resp.Items {
+			obj := it.Object
+			if _, err := m.n.objects.Apply(p, it.Key, func(cur *version.Object) (*version.Object, error) {
+				return version.Merge(cur, obj), nil
+			}); err != nil {
+				return false, false, err
+			}
+			moved += int64(len(it.Key)) + objectSize(obj)
+			cur.After = it.Key
+		}
+		m.n.metrics.transferBytes.Add(float64(moved))
+		m.mu.Lock()
+		m.bytesMoved += moved
+		m.mu.Unlock()
+		if len(resp.Items) > 0 && resp.Next != nil {
+			m.save(p, *cur) // resume here after a restart
+		}
+		if resp.Next == nil {
+			return true, resp.Incomplete, nil
+		}
+		cur.After = resp.Next
+		if err := m.throttle(ctx, start, moved); err != nil {
+			return false, false, err
+		}
+	}
+	return false, false, ctx.Err()
+}
+
+// throttle waits until moving `moved` bytes since start keeps to the
+// configured rate.
+func (m *mover) throttle(ctx context.Context, start time.Time, moved int64) error {
+	rate := m.n.cfg.HandoffBytesPerSecond
+	if rate <= 0 {
+		return nil
+	}
+	due := start.Add(time.Duration(float64(moved) / float64(rate) * float64(time.Second)))
+	wait := time.Until(due)
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func objectSize(o *version.Object) int64 {
+	var n int64
+	if o != nil {
+		for _, s := range o.Siblings {
+			n += int64(len(s.Value) + len(s.ContentType) + 24)
+		}
+		n += int64(len(o.Clock) * 16)
+	}
+	return n
+}
+
+func (m *mover) save(p int, cur pull) {
+	m.mu.Lock()
+	if m.pending[p] == nil {
+		m.mu.Unlock()
+		return // no longer ours
+	}
+	m.pending[p] = &cur
+	m.mu.Unlock()
+	m.persist()
+}
+
+func (m *mover) complete(p int, from string) {
+	m.mu.Lock()
+	delete(m.pending, p)
+	left := len(m.pending)
+	m.completed++
+	flush := left == 0 || m.completed%16 == 0
+	m.mu.Unlock()
+	if flush {
+		// Batched: after a crash at most a few partitions are pulled again.
+		m.persist()
+	}
+	m.n.metrics.transfers.Inc()
+	m.n.logger.Debug("partition received", "partition", p, "from", from, "pending", left)
+	if left == 0 {
+		m.n.logger.Info("all partitions received")
+	}
+}
+
+// settle checks whether every live member works to this node's ring with
+// nothing left to pull. Then older rings are forgotten and partitions this
+// node no longer replicates are dropped, giving their space back.
+func (m *mover) settle() {
+	version, ok := m.syncedAt()
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	current := m.rings[len(m.rings)-1]
+	if current.Version() != version || len(m.pending) > 0 || (len(m.rings) == 1 && m.droppedFor == version) {
+		m.mu.Unlock() // the ring moved on since the check, or nothing to do
+		return
+	}
+	m.rings = []*ring.Ring{current}
+	m.mu.Unlock()
+	m.persist()
+	keep := map[uint32]bool{}
+	for _, p := range current.Replicas(m.n.cfg.ID, m.replicaN(current)) {
+		keep[uint32(p)] = true
+	}
+	held, err := m.n.db.Partitions()
+	if err != nil {
+		m.n.logger.Error("cannot list partitions", "err", err)
+		return
+	}
+	dropped := 0
+	for _, p := range held {
+		if keep[p] {
+			continue
+		}
+		if m.ringVersion() != version {
+			return // a newer ring arrived: the next settle decides
+		}
+		if err := m.n.retirePartition(int(p)); err != nil {
+			m.n.logger.Error("cannot drop partition", "partition", p, "err", err)
+			continue
+		}
+		dropped++
+	}
+	m.mu.Lock()
+	m.droppedFor = version
+	m.mu.Unlock()
+	if dropped > 0 {
+		m.n.logger.Info("dropped partitions this node no longer replicates", "dropped", dropped)
+	}
+}
+
+// ringVersion is the version of the newest ring.
+func (m *mover) ringVersion() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.rings) == 0 {
+		return 0
+	}
+	return m.rings[len(m.rings)-1].Version()
+}
+
+// synced reports whether every live member (this one included) works to
+// this node's current ring and has nothing left to pull.
+func (m *mover) synced() bool {
+	_, ok := m.syncedAt()
+	return ok
+}
+
+// syncedAt is synced, also returning the ring version it checked.
+func (m *mover) syncedAt() (uint64, bool) {
+	m.mu.Lock()
+	if len(m.rings) == 0 {
+		m.mu.Unlock()
+		return 0, false
+	}
+	version := m.rings[len(m.rings)-1].Version()
+	pending := len(m.pending)
+	m.mu.Unlock()
+	if pending > 0 {
+		return 0, false
+	}
+	for _, mem := range m.n.membership.Members() {
+		if mem.ID == m.n.cfg.ID || mem.State == StateDead || mem.State == StateLeft {
+			continue // a dead member pulls from the current replicas when back
+		}
+		if mem.RingVersion != version || mem.Pending != 0 {
+			return 0, false
+		}
+	}
+	return version, true
+}
