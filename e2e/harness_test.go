@@ -132,14 +132,58 @@ func (p *process) exited() bool {
 type cluster struct {
 	t      *testing.T
 	bin    string
+	dir    string // every node's data dir and log live under it
 	nodes  []*node
 	client *http.Client
+}
+
+// define adds node n<len(nodes)> to c without starting it: addrs are its
+// client, peer and gossip addresses (from freeAddrs), its data dir and log
+// live under c.dir, and its flags are the harness's, then extra. Every node
+// but n0 joins through n0's gossip address. It returns the new node's index.
+func (c *cluster) define(t *testing.T, addrs []string, extra ...string) int {
+	t.Helper()
+	i := len(c.nodes)
+	n := &node{
+		id:      fmt.Sprintf("n%d", i),
+		listen:  addrs[0],
+		peer:    addrs[1],
+		gossip:  addrs[2],
+		dataDir: filepath.Join(c.dir, fmt.Sprintf("n%d", i), "data"),
+		logPath: filepath.Join(c.dir, fmt.Sprintf("n%d", i), "stderr.log"),
+	}
+	if err := os.MkdirAll(filepath.Dir(n.dataDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n.args = []string{
+		"--id=" + n.id,
+		"--listen=" + n.listen,
+		"--peer-listen=" + n.peer,
+		"--gossip-listen=" + n.gossip,
+		"--data-dir=" + n.dataDir,
+		"--gossip-profile=local",
+		"--request-timeout=2s",
+		fmt.Sprintf("--max-value-bytes=%d", maxValueBytes),
+	}
+	if i > 0 {
+		n.args = append(n.args, "--join="+c.nodes[0].gossip)
+	}
+	n.args = append(n.args, extra...)
+	c.nodes = append(c.nodes, n)
+	return i
 }
 
 // startCluster starts size nodes: node 0 alone, then every other node with
 // --join=<node 0's gossip address>. It returns once every node is ready and
 // sees size alive members. Every process is killed when t ends.
 func startCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	return startClusterWith(t, size)
+}
+
+// startClusterWith is startCluster with extra flags for every node, after
+// the harness's own (a flag given twice takes its last value).
+func startClusterWith(t *testing.T, size int, extra ...string) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
@@ -152,35 +196,12 @@ func startCluster(t *testing.T, size int) *cluster {
 		t:      t,
 		bin:    binary(t),
 		client: &http.Client{Timeout: clientTimeout, Transport: tr},
+		dir:    t.TempDir(), // before the Cleanup below, so removed after the kills
 	}
-	dir := t.TempDir() // before the Cleanup below, so removed after the kills
+	// All ports are chosen at once: none is bound before the nodes start.
 	addrs := freeAddrs(t, 3*size)
 	for i := range size {
-		n := &node{
-			id:      fmt.Sprintf("n%d", i),
-			listen:  addrs[3*i],
-			peer:    addrs[3*i+1],
-			gossip:  addrs[3*i+2],
-			dataDir: filepath.Join(dir, fmt.Sprintf("n%d", i), "data"),
-			logPath: filepath.Join(dir, fmt.Sprintf("n%d", i), "stderr.log"),
-		}
-		if err := os.MkdirAll(filepath.Dir(n.dataDir), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		n.args = []string{
-			"--id=" + n.id,
-			"--listen=" + n.listen,
-			"--peer-listen=" + n.peer,
-			"--gossip-listen=" + n.gossip,
-			"--data-dir=" + n.dataDir,
-			"--gossip-profile=local",
-			"--request-timeout=2s",
-			fmt.Sprintf("--max-value-bytes=%d", maxValueBytes),
-		}
-		if i > 0 {
-			n.args = append(n.args, "--join="+c.nodes[0].gossip)
-		}
-		c.nodes = append(c.nodes, n)
+		c.define(t, addrs[3*i:3*i+3], extra...)
 	}
 	t.Cleanup(c.stopAll)
 

@@ -206,3 +206,28 @@ func TestStandInsServeReadsOfHintedWrites(t *testing.T) {
 		t.Fatalf("read context %v does not cover the write %v", obj.Context(), clock)
 	}
 }
+
+func TestWritableWhileEveryReplicaOfAKeyIsDown(t *testing.T) {
+	c := nodetest.MakeCluster(t, 5, nodetest.DefaultConfig())
+	key := "orphaned"
+	replicas := c.Replicas("node-0", []byte(key))
+	var survivors []string
+	for _, id := range c.IDs() {
+		if !slices.Contains(replicas, id) {
+			survivors = append(survivors, id)
+		}
+	}
+	for _, id := range replicas {
+		c.Kill(id)
+	}
+	// Two nodes are up, W=2: the write must still be accepted.
+	clock := put(t, c.Node(survivors[0]), key, "v1", nil, false)
+	if got := values(get(t, c.Node(survivors[1]), key)); !slices.Equal(got, []string{"v1"}) {
+		t.Fatalf("read with every replica down = %q", got)
+	}
+	put(t, c.Node(survivors[1]), key, "v2", clock, true)
+	for _, id := range replicas {
+		c.Restart(id)
+	}
+	holdsEverywhere(t, c, []string{key}, []string{"v2"})
+}

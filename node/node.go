@@ -481,8 +481,32 @@ func (n *Node) forward(ctx context.Context, plan replication.Plan, req replicati
 		n.metrics.coordinated("forward", err)
 		return resp, err
 	}
+	if n.cfg.HintedHandoff {
+		return n.coordinateAsStandIn(ctx, plan, req)
+	}
 	n.metrics.coordinated("forward", replication.ErrNoReplicas)
 	return replication.CoordinateResponse{}, fmt.Errorf("%w: tried %s", replication.ErrNoReplicas, strings.Join(plan.Replicas, ", "))
+}
+
+// coordinateAsStandIn runs a request here although this node does not
+// replicate the key, because none of its replicas can be reached: reads and
+// writes go to stand-ins, so the cluster stays available while W (or R)
+// nodes are up.
+func (n *Node) coordinateAsStandIn(ctx context.Context, plan replication.Plan, req replication.CoordinateRequest) (replication.CoordinateResponse, error) {
+	var (
+		resp replication.CoordinateResponse
+		err  error
+	)
+	switch req.Op {
+	case replication.OpGet:
+		resp.Object, err = n.coord.Get(ctx, plan, req.Key)
+	case replication.OpPut:
+		resp.Context, err = n.coord.PutAsStandIn(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+	case replication.OpDelete:
+		resp.Context, err = n.coord.DeleteAsStandIn(ctx, plan, req.Key, req.Context, req.HasContext)
+	}
+	n.metrics.coordinated("standin_"+req.Op.String(), err)
+	return resp, err
 }
 
 func contextOrNil(c version.Clock, has bool) version.Clock {

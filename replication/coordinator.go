@@ -2,6 +2,8 @@ package replication
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync"
@@ -133,6 +135,72 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 	return clientCtx, nil
 }
 
+// PutAsStandIn coordinates a write on a node outside the key's first N
+// when none of them can be reached, so that a write is refused only when
+// fewer than W nodes of the whole cluster are up. The version is minted
+// from the hints held here, under a fresh single-use actor: this node keeps
+// no lasting copy of the key, so its own actor could mint a dot twice. The
+// clock grows by one entry per such write, which happens only while every
+// replica of the key is down. The write is kept here as a hint for every
+// replica and sent to other stand-ins like any write.
+func (c *Coordinator) PutAsStandIn(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (version.Clock, error) {
+	if c.Hints == nil {
+		return nil, ErrNoReplicas
+	}
+	base, err := c.Hints.Hinted(plan.Partition, key)
+	if err != nil {
+		return nil, err
+	}
+	obj, dot := base.Write(ephemeralActor(), clientCtx, value, contentType, c.cfg.Now())
+	if err := c.standInWrite(ctx, plan, key, obj); err != nil {
+		return nil, err
+	}
+	return clientCtx.With(dot), nil
+}
+
+// DeleteAsStandIn is PutAsStandIn for a delete; without a context it first
+// reads the key at the plan's quorum, from stand-ins.
+func (c *Coordinator) DeleteAsStandIn(ctx context.Context, plan Plan, key []byte, clientCtx version.Clock, hasContext bool) (version.Clock, error) {
+	if c.Hints == nil {
+		return nil, ErrNoReplicas
+	}
+	if !hasContext {
+		seen, err := c.Get(ctx, plan, key)
+		if err != nil {
+			return nil, err
+		}
+		clientCtx = seen.Context()
+	}
+	base, err := c.Hints.Hinted(plan.Partition, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.standInWrite(ctx, plan, key, base.Delete(clientCtx)); err != nil {
+		return nil, err
+	}
+	return clientCtx, nil
+}
+
+// standInWrite keeps obj here as a hint for every replica, durably, then
+// replicates it as the coordinator would.
+func (c *Coordinator) standInWrite(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
+	for _, id := range plan.Replicas {
+		if err := c.Hints.AddHint(id, plan.Partition, key, obj); err != nil {
+			return fmt.Errorf("replication: keeping a hint for %s: %w", id, err)
+		}
+	}
+	return c.replicate(ctx, plan, key, obj)
+}
+
+// ephemeralActor returns a random actor used for one write only.
+func ephemeralActor() version.Actor {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return version.Actor(binary.BigEndian.Uint64(b[:]) | 1)
+}
+
 // replicate sends obj to every other replica and waits until plan.Quorum
 // nodes (counting this one, which already stored it) hold it. A replica
 // that is down or fails has the write sent to the next stand-in as a hint
@@ -141,7 +209,7 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 // quorum is reached go on in the background, bounded by the timeout.
 func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
 	targets := append(c.others(plan), plan.Extras...)
-	standIns := newStandIns(plan.Fallbacks, c.Health)
+	standIns := newStandIns(c.othersOf(plan.Fallbacks), c.Health)
 	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
 		if slices.Contains(plan.Extras, id) { // a former holder: no stand-in for it
 			incomplete, err := c.storeOn(ctx, id, plan.Partition, key, obj)
@@ -400,9 +468,12 @@ func (c *Coordinator) fanOut(ctx context.Context, ids []string, call func(contex
 }
 
 // others returns the plan's replicas other than this node.
-func (c *Coordinator) others(plan Plan) []string {
-	out := make([]string, 0, len(plan.Replicas))
-	for _, id := range plan.Replicas {
+func (c *Coordinator) others(plan Plan) []string { return c.othersOf(plan.Replicas) }
+
+// othersOf returns ids without this node.
+func (c *Coordinator) othersOf(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
 		if id != c.cfg.Self {
 			out = append(out, id)
 		}
