@@ -11,9 +11,6 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time      { return c.t }
 func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newFakeClock() *fakeClock           { return &fakeClock{t: time.Unix(1000, 0)} }
-func (c *fakeClock) String() string      { return c.t.String() }
-
-var _ fmt.Stringer = (*fakeClock)(nil)
 
 func TestHealthBacksOffAndRecovers(t *testing.T) {
 	clock := newFakeClock()
