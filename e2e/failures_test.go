@@ -164,6 +164,12 @@ func failureKeySet(prefix string, n int) []kv {
 // how many were accepted and the throughput.
 func (c *cluster) writeAll(t *testing.T, what string, keys []kv, through []int) {
 	t.Helper()
+	c.writeAllWith(t, what, keys, through, writeConcurrency)
+}
+
+// writeAllWith is writeAll with the given number of concurrent clients.
+func (c *cluster) writeAllWith(t *testing.T, what string, keys []kv, through []int, clients int) {
+	t.Helper()
 	var (
 		mu       sync.Mutex // guards accepted, failures and worst
 		accepted int
@@ -173,7 +179,7 @@ func (c *cluster) writeAll(t *testing.T, what string, keys []kv, through []int) 
 	)
 	next := make(chan int)
 	start := time.Now()
-	for range writeConcurrency {
+	for range clients {
 		wg.Go(func() {
 			for k := range next {
 				i := through[k%len(through)]

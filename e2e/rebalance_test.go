@@ -23,6 +23,8 @@ const (
 	// checkWorkers is how many local reads run at once while checking
 	// placement.
 	checkWorkers = 16
+	// rebalanceWriters is how many clients write the keys at once.
+	rebalanceWriters = 16
 )
 
 // memberProgress is one member of GET /cluster with the rebalance fields.
@@ -503,7 +505,7 @@ func payloadBytes(pl placement, id string) int64 {
 func TestJoinMovesData(t *testing.T) {
 	c := startCluster(t, 3)
 	keys := rebalanceKeys("join", 10000, 100)
-	c.writeAll(t, "3 nodes, before the join", keys, []int{0, 1, 2})
+	c.writeAllWith(t, "3 nodes, before the join", keys, []int{0, 1, 2}, rebalanceWriters)
 
 	joiner := c.define(t, freeAddrs(t, 3))
 	watch := c.watchTransfer(joiner)
@@ -545,4 +547,162 @@ func count(pl placement, id string) int {
 		}
 	}
 	return n
+}
+
+// TestHandoffResumesAfterReceiverKilled starts a fourth node throttled to
+// 1 MiB/s against 10 MiB of data, kill -9s it as soon as it has received
+// something and is still receiving, restarts it with the same flags and
+// data dir, and checks that it completes: nothing in transfer anywhere, and
+// every key where its preference list puts it.
+func TestHandoffResumesAfterReceiverKilled(t *testing.T) {
+	const valueBytes = 2048
+	maxValue := fmt.Sprintf("--max-value-bytes=%d", 2*valueBytes)
+	c := startClusterWith(t, 3, maxValue)
+	keys := rebalanceKeys("resume", 5000, valueBytes)
+	c.writeAllWith(t, "3 nodes, before the join", keys, []int{0, 1, 2}, rebalanceWriters)
+
+	joiner := c.define(t, freeAddrs(t, 3), maxValue, "--handoff-bytes-per-second=1048576")
+	id := c.nodes[joiner].id
+	start := time.Now()
+	c.start(t, joiner)
+	c.waitReady(t, joiner)
+	var before memberProgress
+	waitFor(t, rebalanceTimeout, id+" receiving (bytes_moved > 0, partitions_in_transfer > 0)", func() error {
+		p, err := c.progress(joiner)
+		if err != nil {
+			return err
+		}
+		m, ok := p.self()
+		if !ok {
+			return fmt.Errorf("%s does not list itself: %+v", id, p.Members)
+		}
+		if m.BytesMoved <= 0 || m.PartitionsInTransfer <= 0 {
+			return fmt.Errorf("%s: bytes_moved %d, partitions_in_transfer %d", id, m.BytesMoved, m.PartitionsInTransfer)
+		}
+		before = m
+		return nil
+	})
+	receiving := time.Since(start)
+	c.kill9(t, joiner)
+	t.Logf("%s killed (kill -9) %.2fs after it started, last seen with bytes_moved %d and %d partitions in transfer",
+		id, receiving.Seconds(), before.BytesMoved, before.PartitionsInTransfer)
+
+	restart := time.Now()
+	c.start(t, joiner)
+	c.waitReady(t, joiner)
+	p, err := c.progress(joiner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := p.self()
+	switch {
+	case after.BytesMoved >= before.BytesMoved:
+		t.Logf("restarted %s reports bytes_moved %d and %d partitions in transfer: bytes_moved continued from where it was (%d)",
+			id, after.BytesMoved, after.PartitionsInTransfer, before.BytesMoved)
+	default:
+		t.Logf("restarted %s reports bytes_moved %d and %d partitions in transfer: bytes_moved did NOT continue from where it was (%d before the kill; %d lost)",
+			id, after.BytesMoved, after.PartitionsInTransfer, before.BytesMoved, before.BytesMoved-after.BytesMoved)
+	}
+	watch := c.watchTransfer(joiner)
+	defer watch.end()
+
+	all := []int{0, 1, 2, joiner}
+	ring := c.waitRing(t, all, rebalanceTimeout)
+	prefs := c.preferenceLists(t, 0, keys, ring)
+	// First what the issue asks: the restarted node holds its keys...
+	var mine placement
+	mine.nodes = []int{joiner}
+	for k, pref := range prefs {
+		if slices.Contains(pref, id) {
+			mine.keys = append(mine.keys, keys[k])
+			mine.prefs = append(mine.prefs, pref)
+		}
+	}
+	heldBy := c.waitPlacement(t, mine, restart, rebalanceTimeout)
+	t.Logf("%s held all its %d keys (?local=true) %.2fs after its restart", id, len(mine.keys), heldBy[joiner].Seconds())
+	// ...and nothing is in transfer anywhere.
+	members := c.waitTransfersDone(t, all, rebalanceTimeout-time.Since(restart))
+	first, finished, last, maxSeen := watch.end()
+	t.Logf("no partition in transfer anywhere %.2fs after the restart", time.Since(restart).Seconds())
+	d := finished.Sub(restart)
+	t.Logf("%s after the restart: up to %d partitions in transfer, bytes_moved %d at the end (payload of its keys %d, %.2fx), done about %.2fs after the restart (first sample at +%.2fs): %.2f MiB/s since the restart against a throttle of 1 MiB/s",
+		id, maxSeen, last.BytesMoved, payloadBytes(placement{keys: keys, prefs: prefs}, id),
+		float64(last.BytesMoved)/float64(payloadBytes(placement{keys: keys, prefs: prefs}, id)),
+		d.Seconds(), first.Sub(restart).Seconds(), float64(last.BytesMoved-after.BytesMoved)/max(d.Seconds(), pollInterval.Seconds())/(1<<20))
+
+	// Then the rest of data following the ring: the old holders dropped
+	// what they lost.
+	c.waitPlacement(t, placement{keys: keys, prefs: prefs, nodes: all}, restart, rebalanceTimeout)
+	c.logBalance(t, placement{keys: keys, prefs: prefs, nodes: all}, ring, members)
+}
+
+// TestLeaveHandsOff starts four nodes, writes 2,000 keys, asks one to leave
+// and checks that it answers 202, exits 0 within 60 seconds, and leaves
+// behind a ring of the other three that serves every key and holds it on
+// each of its three replicas.
+func TestLeaveHandsOff(t *testing.T) {
+	c := startCluster(t, 4)
+	keys := rebalanceKeys("leave", 2000, 100)
+	c.writeAllWith(t, "4 nodes, before the leave", keys, []int{0, 1, 2, 3}, rebalanceWriters)
+
+	const leaver = 1 // neither the seed nor the newest
+	id := c.nodes[leaver].id
+	start := time.Now()
+	r := c.do(t, leaver, http.MethodPost, "/cluster/leave", nil)
+	expect(t, r, http.StatusAccepted, "POST /cluster/leave on "+id)
+	var change struct {
+		Status string `json:"status"`
+		ID     string `json:"id"`
+	}
+	if err := json.Unmarshal(r.body, &change); err != nil || change.Status != "leaving" || change.ID != id {
+		t.Errorf("POST /cluster/leave on %s: body %q, want status leaving and id %s", id, r.body, id)
+	}
+	took, err := c.waitExit(t, leaver, rebalanceTimeout)
+	if err != nil {
+		t.Fatalf("%s exited after its leave with %v, want exit 0", id, err)
+	}
+	t.Logf("%s handed off and exited 0 %.2fs after POST /cluster/leave", id, took.Seconds())
+
+	rest := []int{0, 2, 3}
+	ring := c.waitRing(t, rest, rebalanceTimeout-time.Since(start))
+	members := c.waitTransfersDone(t, rest, rebalanceTimeout-time.Since(start))
+	if m, ok := members[id]; ok && m.State != "left" {
+		t.Errorf("after its leave, n0 lists %s as %q, want left (or not at all)", id, m.State)
+	}
+	var moved []string
+	for _, i := range rest {
+		moved = append(moved, fmt.Sprintf("%s %d", c.nodes[i].id, members[c.nodes[i].id].BytesMoved))
+	}
+	t.Logf("ring of %v (version %s) %.2fs after the leave; bytes_moved: %s",
+		ring.members(), ring.Version, time.Since(start).Seconds(), strings.Join(moved, ", "))
+
+	pl := placement{keys: keys, prefs: c.preferenceLists(t, 0, keys, ring), nodes: rest}
+	c.waitPlacement(t, pl, start, rebalanceTimeout)
+
+	// Every key readable through the cluster, round robin over the three.
+	var (
+		mu      sync.Mutex // guards failed and example
+		failed  int
+		example string
+	)
+	forEach(len(keys), checkWorkers, func(k int) {
+		i := rest[k%len(rest)]
+		r, err := c.try(i, http.MethodGet, keyPath(keys[k].key), nil)
+		if err == nil && r.status == http.StatusOK && bytes.Equal(r.body, keys[k].value) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		failed++
+		if err != nil {
+			example = fmt.Sprintf("GET %s on %s: %v", keys[k].key, c.nodes[i].id, err)
+		} else {
+			example = fmt.Sprintf("GET %s on %s: %v", keys[k].key, c.nodes[i].id, r)
+		}
+	})
+	if failed > 0 {
+		t.Fatalf("after %s left, %d of %d keys not readable through the others, e.g. %s", id, failed, len(keys), example)
+	}
+	t.Logf("all %d keys readable (GET 200) through %v and held by each of their 3 replicas", len(keys), ring.members())
+	c.logBalance(t, pl, ring, members)
 }

@@ -239,12 +239,7 @@ func (m *mover) run(ctx context.Context) {
 	defer ticker.Stop()
 	for {
 		m.n.membership.Publish(m.progress())
-		for _, p := range m.pendingList() {
-			if ctx.Err() != nil {
-				return
-			}
-			m.pullPartition(ctx, p)
-		}
+		m.pullAll(ctx)
 		m.n.membership.Publish(m.progress())
 		m.settle()
 		select {
@@ -254,6 +249,31 @@ func (m *mover) run(ctx context.Context) {
 		case <-m.wake:
 		}
 	}
+}
+
+// pullWorkers is how many partitions are pulled at once, so that one slow
+// or hung source does not hold up the rest.
+const pullWorkers = 4
+
+// pullAll makes one attempt at every pending partition.
+func (m *mover) pullAll(ctx context.Context) {
+	parts := make(chan int)
+	var wg sync.WaitGroup
+	for range pullWorkers {
+		wg.Go(func() {
+			for p := range parts {
+				m.pullPartition(ctx, p)
+			}
+		})
+	}
+	for _, p := range m.pendingList() {
+		if ctx.Err() != nil {
+			break
+		}
+		parts <- p
+	}
+	close(parts)
+	wg.Wait()
 }
 
 func (m *mover) pendingList() []int {
@@ -357,7 +377,7 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 	start := time.Now()
 	var moved int64
 	for ctx.Err() == nil {
-		page, cancel := context.WithTimeout(ctx, 5*m.n.cfg.RequestTimeout)
+		page, cancel := context.WithTimeout(ctx, m.n.cfg.RequestTimeout)
 		resp, err := m.n.transport.Range(page, cur.Source, replication.RangeRequest{Partition: p, After: cur.After, MaxBytes: pageBytes})
 		cancel()
 		if err != nil {
