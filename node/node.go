@@ -175,8 +175,12 @@ func (n *Node) start() error {
 	}, deps)
 	// Hints already stored are delivered even if hinted handoff was turned
 	// off since: they carry acknowledged writes.
-	n.handoff = replication.NewHandoff(replication.HandoffConfig{Timeout: n.cfg.RequestTimeout, Logger: n.logger},
-		n.hints, n.transport, n.health, n.pipeline, n.replMetric)
+	n.handoff = replication.NewHandoff(replication.HandoffConfig{
+		Timeout:   n.cfg.RequestTimeout,
+		Logger:    n.logger,
+		Gone:      n.memberGone,
+		Redeliver: n.redeliver,
+	}, n.hints, n.transport, n.health, n.pipeline, n.replMetric)
 
 	n.membership = n.cfg.Membership
 	if n.membership == nil {
@@ -247,6 +251,36 @@ func (n *Node) refreshStates() {
 		}
 	}
 	n.states.Store(&states)
+}
+
+// memberGone reports whether id has left the cluster for good (left or
+// removed), so hints for it must go to the key's current replicas.
+func (n *Node) memberGone(id string) bool {
+	states := n.states.Load()
+	return states != nil && (*states)[id] == StateLeft
+}
+
+// redeliver hands a hint meant for a departed node to the key's current
+// replicas; it succeeds once every reachable one of them stored it.
+func (n *Node) redeliver(ctx context.Context, h replication.Hint) error {
+	r := n.ring.Load()
+	if r == nil {
+		return ErrNotReady
+	}
+	for _, id := range r.PreferenceList(h.Partition, n.Quorums().N) {
+		var err error
+		if id == n.cfg.ID {
+			_, err = n.objects.Apply(h.Partition, h.Key, func(cur *version.Object) (*version.Object, error) {
+				return version.Merge(cur, h.Object), nil
+			})
+		} else {
+			_, err = n.transport.Store(ctx, id, replication.StoreRequest{Partition: h.Partition, Key: h.Key, Object: h.Object})
+		}
+		if err != nil {
+			return fmt.Errorf("redelivering a hint for %s to %s: %w", h.Target, id, err)
+		}
+	}
+	return nil
 }
 
 // memberDown reports whether membership suspects id or knows it is down.

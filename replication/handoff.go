@@ -51,6 +51,12 @@ type HandoffConfig struct {
 	// Timeout bounds one delivery; zero means 2s.
 	Timeout time.Duration
 	Logger  *slog.Logger
+	// Gone reports whether a target has left the ring for good (it left,
+	// or was removed); nil means never.
+	Gone func(target string) bool
+	// Redeliver hands a hint whose target is gone to the key's current
+	// replicas instead; required when Gone is set.
+	Redeliver func(ctx context.Context, h Hint) error
 }
 
 // Handoff delivers hints to their targets once they are reachable (paper
@@ -122,7 +128,7 @@ func (h *Handoff) Pass(ctx context.Context) int {
 		if ctx.Err() != nil {
 			break
 		}
-		if h.health.Usable(target) {
+		if h.health.Usable(target) || h.gone(target) {
 			delivered += h.drain(ctx, target)
 		}
 	}
@@ -204,10 +210,17 @@ func (h *Handoff) deliverBatch(ctx context.Context, batch []Hint) (int, int) {
 	return ok, failed
 }
 
+func (h *Handoff) gone(target string) bool { return h.cfg.Gone != nil && h.cfg.Gone(target) }
+
 func (h *Handoff) deliver(ctx context.Context, hint Hint) error {
-	_, err := h.transport.Store(ctx, hint.Target, StoreRequest{Partition: hint.Partition, Key: hint.Key, Object: hint.Object})
-	h.health.observe(hint.Target, err)
-	h.metrics.observeReplica(hint.Target, "handoff", err)
+	var err error
+	if h.gone(hint.Target) {
+		err = h.cfg.Redeliver(ctx, hint)
+	} else {
+		_, err = h.transport.Store(ctx, hint.Target, StoreRequest{Partition: hint.Partition, Key: hint.Key, Object: hint.Object})
+		h.health.observe(hint.Target, err)
+		h.metrics.observeReplica(hint.Target, "handoff", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -62,10 +62,13 @@ func MakeCluster(t testing.TB, n int, cfg node.Config) *Cluster {
 	return c
 }
 
-// DefaultConfig is node.LocalConfig with quorums N=3, R=2, W=2.
+// DefaultConfig is node.LocalConfig with quorums N=3, R=2, W=2, 64
+// partitions, and a request timeout generous enough for a loaded machine
+// running the race detector (tests assert outcomes, not latency).
 func DefaultConfig() node.Config {
 	cfg := node.LocalConfig()
 	cfg.Partitions = 64
+	cfg.RequestTimeout = 5 * time.Second
 	return cfg
 }
 
