@@ -151,8 +151,9 @@ func (c *cluster) waitRing(t *testing.T, nodes []int, timeout time.Duration) rin
 }
 
 // waitTransfersDone waits until every node in nodes reports, for every
-// member it lists, no partition in transfer, and that it lists exactly the
-// members named by ids in state alive (others it lists must be "left").
+// member it lists, no partition in transfer, with the nodes in nodes alive
+// and any other member it lists down (dead or left). It returns the members
+// as the first of nodes last listed them.
 func (c *cluster) waitTransfersDone(t *testing.T, nodes []int, timeout time.Duration) map[string]memberProgress {
 	t.Helper()
 	want := c.ids(nodes)
@@ -168,7 +169,7 @@ func (c *cluster) waitTransfersDone(t *testing.T, nodes []int, timeout time.Dura
 				switch {
 				case m.State == "alive":
 					alive = append(alive, m.ID)
-				case m.State != "left":
+				case slices.Contains(want, m.ID):
 					return fmt.Errorf("%s sees %s %s", c.nodes[i].id, m.ID, m.State)
 				}
 				if m.PartitionsInTransfer != 0 {
@@ -189,6 +190,37 @@ func (c *cluster) waitTransfersDone(t *testing.T, nodes []int, timeout time.Dura
 		return nil
 	})
 	return last
+}
+
+// waitSettledBefore waits until nodes are done with the transfers of their
+// own joins (partitions pulled from peers that were themselves still
+// receiving them take a few rounds), so that what a test measures next is
+// its own membership change. It logs bytes_moved so far and returns the
+// members.
+func (c *cluster) waitSettledBefore(t *testing.T, what string, nodes []int) map[string]memberProgress {
+	t.Helper()
+	start := time.Now()
+	members := c.waitTransfersDone(t, nodes, rebalanceTimeout)
+	var moved []string
+	for _, i := range nodes {
+		moved = append(moved, fmt.Sprintf("%s %d", c.nodes[i].id, members[c.nodes[i].id].BytesMoved))
+	}
+	t.Logf("before %s: nothing in transfer after %.2fs more; bytes_moved: %s", what, time.Since(start).Seconds(), strings.Join(moved, ", "))
+	return members
+}
+
+// poll is waitFor that returns cond's last error instead of failing t.
+func poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		<-tick.C
+	}
 }
 
 // forEach calls f(k) for every k in [0, n) on workers goroutines.
@@ -477,13 +509,53 @@ func (c *cluster) watchTransfer(i int) *transferWatch {
 	return w
 }
 
-// end stops the sampling and returns what was seen.
-func (w *transferWatch) end() (first, finished time.Time, last memberProgress, maxSeen int) {
+// watched is what a transferWatch saw.
+type watched struct {
+	first    time.Time // first sample with something pending or moved
+	finished time.Time // first sample with bytes moved and nothing pending
+	last     memberProgress
+	maxSeen  int // most partitions seen in transfer
+}
+
+// end stops the sampling.
+func (w *transferWatch) end() {
 	w.once.Do(func() { close(w.stop) })
 	<-w.done
+}
+
+// result stops the sampling and returns what was seen.
+func (w *transferWatch) result() watched {
+	w.end()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.first, w.finished, w.last, w.maxSeen
+	return watched{first: w.first, finished: w.finished, last: w.last, maxSeen: w.maxSeen}
+}
+
+// log logs node id's pull as sampled since start: how long it took, the
+// bytes_moved it reported (from base, its value at start) and the payload
+// (keys and values) it had to receive, and both as throughput. It fails t
+// if bytes_moved grew by much more than the payload: per key, the store
+// adds a little (content type, clock), and an interrupted page may be
+// received twice, but no more.
+func (w watched) log(t *testing.T, id string, start time.Time, base, payload int64, keys int) {
+	t.Helper()
+	if w.finished.IsZero() {
+		t.Logf("%s: never seen done receiving; last seen %+v", id, w.last)
+		return
+	}
+	d := max(w.finished.Sub(start), pollInterval).Seconds()
+	moved := w.last.BytesMoved - base
+	t.Logf("%s: up to %d partitions in transfer; done receiving %.2fs after start (first progress seen at +%.2fs); "+
+		"bytes_moved %d (+%d since start) for %d bytes of keys and values it replicates (%.2fx); "+
+		"throughput %.3f MiB/s by bytes_moved, %.3f MiB/s by payload",
+		id, w.maxSeen, d, w.first.Sub(start).Seconds(),
+		w.last.BytesMoved, moved, payload, float64(w.last.BytesMoved)/float64(payload),
+		float64(moved)/d/(1<<20), float64(payload)/d/(1<<20))
+	const perKey, pages = 64, 2 * 256 << 10
+	if bound := payload + perKey*int64(keys) + pages; moved > bound {
+		t.Errorf("%s: bytes_moved grew by %d while it received %d keys of %d bytes in all: more than the %d bytes "+
+			"(payload, %d per key, two pages) that receiving them once can account for", id, moved, keys, payload, bound, perKey)
+	}
 }
 
 // payloadBytes is the size of the keys and values of the keys whose
@@ -506,8 +578,10 @@ func TestJoinMovesData(t *testing.T) {
 	c := startCluster(t, 3)
 	keys := rebalanceKeys("join", 10000, 100)
 	c.writeAllWith(t, "3 nodes, before the join", keys, []int{0, 1, 2}, rebalanceWriters)
+	c.waitSettledBefore(t, "the join", []int{0, 1, 2})
 
 	joiner := c.define(t, freeAddrs(t, 3))
+	id := c.nodes[joiner].id
 	watch := c.watchTransfer(joiner)
 	defer watch.end()
 	start := time.Now()
@@ -515,23 +589,17 @@ func TestJoinMovesData(t *testing.T) {
 	c.waitReady(t, joiner)
 	all := []int{0, 1, 2, joiner}
 	ring := c.waitRing(t, all, rebalanceTimeout-time.Since(start))
-	t.Logf("all 4 nodes on ring version %s %.2fs after n3 started", ring.Version, time.Since(start).Seconds())
-	pl := placement{keys: keys, prefs: c.preferenceLists(t, 0, keys, ring), nodes: all}
-
-	heldBy := c.waitPlacement(t, pl, start, rebalanceTimeout)
+	t.Logf("all 4 nodes on ring version %s %.2fs after %s started", ring.Version, time.Since(start).Seconds(), id)
+	// The cheap wait first: while partitions move, checking every key
+	// would only compete with the transfer for the CPU.
 	members := c.waitTransfersDone(t, all, rebalanceTimeout-time.Since(start))
-	t.Logf("converged (placement and no transfers, as all 4 see it) %.2fs after n3 started", time.Since(start).Seconds())
-	first, finished, last, maxSeen := watch.end()
+	t.Logf("no partition in transfer on any member, as all 4 see it, %.2fs after %s started", time.Since(start).Seconds(), id)
+	w := watch.result()
 
-	id := c.nodes[joiner].id
-	t.Logf("%s held all its %d keys (?local=true) %.2fs after it started", id, count(pl, id), heldBy[joiner].Seconds())
-	if !first.IsZero() && !finished.IsZero() {
-		d := finished.Sub(first)
-		t.Logf("%s: pulled %d partitions (most seen in transfer), bytes_moved %d (payload of its keys %d) in about %.2fs (first to last sample of /cluster): %.2f MiB/s",
-			id, maxSeen, last.BytesMoved, payloadBytes(pl, id), d.Seconds(), float64(last.BytesMoved)/max(d.Seconds(), pollInterval.Seconds())/(1<<20))
-	} else {
-		t.Logf("%s: bytes_moved %d (transfer not seen in progress by sampling)", id, last.BytesMoved)
-	}
+	pl := placement{keys: keys, prefs: c.preferenceLists(t, 0, keys, ring), nodes: all}
+	heldBy := c.waitPlacement(t, pl, start, rebalanceTimeout)
+	t.Logf("%s held all its %d keys (?local=true) when checked %.2fs after it started", id, count(pl, id), heldBy[joiner].Seconds())
+	w.log(t, id, start, 0, payloadBytes(pl, id), count(pl, id))
 	if members[id].BytesMoved <= 0 {
 		t.Errorf("%s reports bytes_moved %d after it received partitions", id, members[id].BytesMoved)
 	}
@@ -554,14 +622,21 @@ func count(pl placement, id string) int {
 // something and is still receiving, restarts it with the same flags and
 // data dir, and checks that it completes: nothing in transfer anywhere, and
 // every key where its preference list puts it.
+//
+// The cluster has 16 partitions, so that each (about 640 KiB) spans several
+// of the 256 KiB pages a receiver asks for: the kill lands inside a
+// partition, whose progress is persisted page by page, and the restart
+// resumes from the page cursor. With the default 256 partitions each would
+// be a single page and the kill would only test pulling partitions again.
 func TestHandoffResumesAfterReceiverKilled(t *testing.T) {
-	const valueBytes = 2048
-	maxValue := fmt.Sprintf("--max-value-bytes=%d", 2*valueBytes)
-	c := startClusterWith(t, 3, maxValue)
-	keys := rebalanceKeys("resume", 5000, valueBytes)
+	const valueBytes = 4096
+	flags := []string{fmt.Sprintf("--max-value-bytes=%d", 2*valueBytes), "--partitions=16"}
+	c := startClusterWith(t, 3, flags...)
+	keys := rebalanceKeys("resume", 2500, valueBytes)
 	c.writeAllWith(t, "3 nodes, before the join", keys, []int{0, 1, 2}, rebalanceWriters)
+	c.waitSettledBefore(t, "the join", []int{0, 1, 2})
 
-	joiner := c.define(t, freeAddrs(t, 3), maxValue, "--handoff-bytes-per-second=1048576")
+	joiner := c.define(t, freeAddrs(t, 3), slices.Concat(flags, []string{"--handoff-bytes-per-second=1048576"})...)
 	id := c.nodes[joiner].id
 	start := time.Now()
 	c.start(t, joiner)
@@ -575,6 +650,9 @@ func TestHandoffResumesAfterReceiverKilled(t *testing.T) {
 		m, ok := p.self()
 		if !ok {
 			return fmt.Errorf("%s does not list itself: %+v", id, p.Members)
+		}
+		if m.BytesMoved > 0 && m.PartitionsInTransfer == 0 {
+			t.Fatalf("%s received everything (bytes_moved %d) before it could be killed mid-transfer: is the throttle applied?", id, m.BytesMoved)
 		}
 		if m.BytesMoved <= 0 || m.PartitionsInTransfer <= 0 {
 			return fmt.Errorf("%s: bytes_moved %d, partitions_in_transfer %d", id, m.BytesMoved, m.PartitionsInTransfer)
@@ -608,6 +686,9 @@ func TestHandoffResumesAfterReceiverKilled(t *testing.T) {
 
 	all := []int{0, 1, 2, joiner}
 	ring := c.waitRing(t, all, rebalanceTimeout)
+	members := c.waitTransfersDone(t, all, rebalanceTimeout-time.Since(restart))
+	t.Logf("no partition in transfer on any member, as all 4 see it, %.2fs after the restart", time.Since(restart).Seconds())
+	w := watch.result()
 	prefs := c.preferenceLists(t, 0, keys, ring)
 	// First what the issue asks: the restarted node holds its keys...
 	var mine placement
@@ -619,16 +700,8 @@ func TestHandoffResumesAfterReceiverKilled(t *testing.T) {
 		}
 	}
 	heldBy := c.waitPlacement(t, mine, restart, rebalanceTimeout)
-	t.Logf("%s held all its %d keys (?local=true) %.2fs after its restart", id, len(mine.keys), heldBy[joiner].Seconds())
-	// ...and nothing is in transfer anywhere.
-	members := c.waitTransfersDone(t, all, rebalanceTimeout-time.Since(restart))
-	first, finished, last, maxSeen := watch.end()
-	t.Logf("no partition in transfer anywhere %.2fs after the restart", time.Since(restart).Seconds())
-	d := finished.Sub(restart)
-	t.Logf("%s after the restart: up to %d partitions in transfer, bytes_moved %d at the end (payload of its keys %d, %.2fx), done about %.2fs after the restart (first sample at +%.2fs): %.2f MiB/s since the restart against a throttle of 1 MiB/s",
-		id, maxSeen, last.BytesMoved, payloadBytes(placement{keys: keys, prefs: prefs}, id),
-		float64(last.BytesMoved)/float64(payloadBytes(placement{keys: keys, prefs: prefs}, id)),
-		d.Seconds(), first.Sub(restart).Seconds(), float64(last.BytesMoved-after.BytesMoved)/max(d.Seconds(), pollInterval.Seconds())/(1<<20))
+	t.Logf("%s held all its %d keys (?local=true) when checked %.2fs after its restart", id, len(mine.keys), heldBy[joiner].Seconds())
+	w.log(t, id, restart, after.BytesMoved, payloadBytes(mine, id), len(mine.keys))
 
 	// Then the rest of data following the ring: the old holders dropped
 	// what they lost.
@@ -644,6 +717,7 @@ func TestLeaveHandsOff(t *testing.T) {
 	c := startCluster(t, 4)
 	keys := rebalanceKeys("leave", 2000, 100)
 	c.writeAllWith(t, "4 nodes, before the leave", keys, []int{0, 1, 2, 3}, rebalanceWriters)
+	before := c.waitSettledBefore(t, "the leave", []int{0, 1, 2, 3})
 
 	const leaver = 1 // neither the seed nor the newest
 	id := c.nodes[leaver].id
@@ -666,14 +740,12 @@ func TestLeaveHandsOff(t *testing.T) {
 	rest := []int{0, 2, 3}
 	ring := c.waitRing(t, rest, rebalanceTimeout-time.Since(start))
 	members := c.waitTransfersDone(t, rest, rebalanceTimeout-time.Since(start))
-	if m, ok := members[id]; ok && m.State != "left" {
-		t.Errorf("after its leave, n0 lists %s as %q, want left (or not at all)", id, m.State)
-	}
 	var moved []string
 	for _, i := range rest {
-		moved = append(moved, fmt.Sprintf("%s %d", c.nodes[i].id, members[c.nodes[i].id].BytesMoved))
+		m := c.nodes[i].id
+		moved = append(moved, fmt.Sprintf("%s +%d", m, members[m].BytesMoved-before[m].BytesMoved))
 	}
-	t.Logf("ring of %v (version %s) %.2fs after the leave; bytes_moved: %s",
+	t.Logf("ring of %v (version %s) %.2fs after the leave; bytes_moved since the leave: %s",
 		ring.members(), ring.Version, time.Since(start).Seconds(), strings.Join(moved, ", "))
 
 	pl := placement{keys: keys, prefs: c.preferenceLists(t, 0, keys, ring), nodes: rest}
@@ -705,4 +777,27 @@ func TestLeaveHandsOff(t *testing.T) {
 	}
 	t.Logf("all %d keys readable (GET 200) through %v and held by each of their 3 replicas", len(keys), ring.members())
 	c.logBalance(t, pl, ring, members)
+
+	// A member that left is "left" for the others, not "dead" (the state
+	// of a member that may come back and keeps its place meanwhile). The
+	// leaver's own table says so and push/pull spreads it; a few intervals
+	// are plenty.
+	err = poll(10*time.Second, func() error {
+		for _, i := range rest {
+			p, err := c.progress(i)
+			if err != nil {
+				return err
+			}
+			for _, m := range p.Members {
+				if m.ID == id && m.State != "left" {
+					return fmt.Errorf("%s lists %s as %q (leaving %v)", c.nodes[i].id, id, m.State, m.Leaving)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("%.0fs after %s left the cluster (POST /cluster/leave, exit 0), not every other node lists it as left: %v",
+			time.Since(start).Seconds(), id, err)
+	}
 }

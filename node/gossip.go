@@ -121,6 +121,8 @@ func (g *gossip) Members() []Member {
 			continue
 		}
 		switch st, ok := live[m.ID]; {
+		case !ok && m.Leaving:
+			m.State = StateLeft // it announced its leave and is gone
 		case !ok:
 			m.State = StateDead
 		case st == memberlist.StateSuspect:
@@ -235,7 +237,8 @@ func (e gossipEvents) NotifyJoin(n *memberlist.Node) {
 func (e gossipEvents) NotifyUpdate(n *memberlist.Node) { e.NotifyJoin(n) }
 
 func (e gossipEvents) NotifyLeave(n *memberlist.Node) {
-	if n.State == memberlist.StateLeft {
+	m, _ := e.g.table.get(n.Name)
+	if n.State == memberlist.StateLeft || m.Leaving {
 		e.g.table.setState(n.Name, StateLeft)
 		e.g.logger.Info("member left", "id", n.Name)
 		return

@@ -44,8 +44,6 @@ type mover struct {
 	// droppedFor is the ring version whose unreplicated partitions were
 	// last dropped.
 	droppedFor uint64
-	// completed counts partitions received, to batch persisting them.
-	completed int
 }
 
 // pull is the progress of receiving one partition.
@@ -377,12 +375,13 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 	start := time.Now()
 	var moved int64
 	for ctx.Err() == nil {
-		page, cancel := context.WithTimeout(ctx, m.n.cfg.RequestTimeout)
-		resp, err := m.n.transport.Range(page, cur.Source, replication.RangeRequest{Partition: p, After: cur.After, MaxBytes: pageBytes})
+		pageCtx, cancel := context.WithTimeout(ctx, m.n.cfg.RequestTimeout)
+		resp, err := m.n.transport.Range(pageCtx, cur.Source, replication.RangeRequest{Partition: p, After: cur.After, MaxBytes: pageBytes})
 		cancel()
 		if err != nil {
 			return false, false, err
 		}
+		var page int64
 		for _, it := range resp.Items {
 			obj := it.Object
 			if _, err := m.n.objects.Apply(p, it.Key, func(cur *version.Object) (*version.Object, error) {
@@ -390,12 +389,13 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 			}); err != nil {
 				return false, false, err
 			}
-			moved += int64(len(it.Key)) + objectSize(obj)
+			page += int64(len(it.Key)) + objectSize(obj)
 			cur.After = it.Key
 		}
-		m.n.metrics.transferBytes.Add(float64(moved))
+		moved += page
+		m.n.metrics.transferBytes.Add(float64(page))
 		m.mu.Lock()
-		m.bytesMoved += moved
+		m.bytesMoved += page
 		m.mu.Unlock()
 		if len(resp.Items) > 0 && resp.Next != nil {
 			m.save(p, *cur) // resume here after a restart
@@ -459,13 +459,8 @@ func (m *mover) complete(p int, from string) {
 	m.mu.Lock()
 	delete(m.pending, p)
 	left := len(m.pending)
-	m.completed++
-	flush := left == 0 || m.completed%16 == 0
 	m.mu.Unlock()
-	if flush {
-		// Batched: after a crash at most a few partitions are pulled again.
-		m.persist()
-	}
+	m.persist()
 	m.n.metrics.transfers.Inc()
 	m.n.logger.Debug("partition received", "partition", p, "from", from, "pending", left)
 	if left == 0 {
