@@ -14,17 +14,7 @@ const keysPrefix = "/keys/"
 // putKey is PUT /keys/{key}: store the body, answer 204 with the new
 // version's context.
 func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
-	key, err := keyFromPath(r, keysPrefix)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	quorum, err := parseQuorum(r.URL.Query(), "w", s.svc.Quorums().N)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	clock, hasContext, err := parseContext(r.Header)
+	key, quorum, clock, hasContext, err := s.parseWrite(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -127,17 +117,7 @@ func (s *server) writeObject(w http.ResponseWriter, r *http.Request, obj *versio
 // deleteKey is DELETE /keys/{key}: 204 with the tombstone's context, also
 // when there was nothing to delete.
 func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
-	key, err := keyFromPath(r, keysPrefix)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	quorum, err := parseQuorum(r.URL.Query(), "w", s.svc.Quorums().N)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	clock, hasContext, err := parseContext(r.Header)
+	key, quorum, clock, hasContext, err := s.parseWrite(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -151,6 +131,19 @@ func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Context", version.EncodeContext(deleted))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// parseWrite parses what PUT and DELETE share: the key, the w query and
+// the X-Context header.
+func (s *server) parseWrite(r *http.Request) (key []byte, quorum int, clock version.Clock, hasContext bool, err error) {
+	if key, err = keyFromPath(r, keysPrefix); err != nil {
+		return nil, 0, nil, false, err
+	}
+	if quorum, err = parseQuorum(r.URL.Query(), "w", s.svc.Quorums().N); err != nil {
+		return nil, 0, nil, false, err
+	}
+	clock, hasContext, err = parseContext(r.Header)
+	return key, quorum, clock, hasContext, err
 }
 
 // httpTime formats t for Last-Modified, or returns "" for the zero time (no
