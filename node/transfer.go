@@ -36,6 +36,9 @@ type mover struct {
 
 	persistMu sync.Mutex // orders writes of the persisted state
 
+	paceMu   sync.Mutex // guards paceNext
+	paceNext time.Time  // when the next page of partition data may be taken
+
 	mu         sync.Mutex // guards the fields below
 	rings      []*ring.Ring
 	pending    map[int]*pull
@@ -372,8 +375,6 @@ func (m *mover) pullPartition(ctx context.Context, p int) {
 // and saving progress after every page. done is true at the partition's
 // end; incomplete tells whether the source was still receiving it itself.
 func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete bool, err error) {
-	start := time.Now()
-	var moved int64
 	for ctx.Err() == nil {
 		pageCtx, cancel := context.WithTimeout(ctx, m.n.cfg.RequestTimeout)
 		resp, err := m.n.transport.Range(pageCtx, cur.Source, replication.RangeRequest{Partition: p, After: cur.After, MaxBytes: pageBytes})
@@ -392,7 +393,6 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 			page += int64(len(it.Key)) + objectSize(obj)
 			cur.After = it.Key
 		}
-		moved += page
 		m.n.metrics.transferBytes.Add(float64(page))
 		m.mu.Lock()
 		m.bytesMoved += page
@@ -400,26 +400,33 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 		if len(resp.Items) > 0 && resp.Next != nil {
 			m.save(p, *cur) // resume here after a restart
 		}
+		if err := m.throttle(ctx, page); err != nil {
+			return false, false, err
+		}
 		if resp.Next == nil {
 			return true, resp.Incomplete, nil
 		}
 		cur.After = resp.Next
-		if err := m.throttle(ctx, start, moved); err != nil {
-			return false, false, err
-		}
 	}
 	return false, false, ctx.Err()
 }
 
-// throttle waits until moving `moved` bytes since start keeps to the
-// configured rate.
-func (m *mover) throttle(ctx context.Context, start time.Time, moved int64) error {
+// throttle paces this node's whole intake of partition data (every pull
+// worker, every partition) to the configured rate: each page books its
+// bytes on one shared schedule and waits for its slot.
+func (m *mover) throttle(ctx context.Context, bytes int64) error {
 	rate := m.n.cfg.HandoffBytesPerSecond
-	if rate <= 0 {
+	if rate <= 0 || bytes <= 0 {
 		return nil
 	}
-	due := start.Add(time.Duration(float64(moved) / float64(rate) * float64(time.Second)))
-	wait := time.Until(due)
+	m.paceMu.Lock()
+	slot := time.Now()
+	if m.paceNext.After(slot) {
+		slot = m.paceNext
+	}
+	m.paceNext = slot.Add(time.Duration(float64(bytes) / float64(rate) * float64(time.Second)))
+	m.paceMu.Unlock()
+	wait := time.Until(slot)
 	if wait <= 0 {
 		return nil
 	}
