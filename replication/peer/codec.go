@@ -243,14 +243,7 @@ func appendObject(buf []byte, o *version.Object) []byte {
 	return o.AppendBinary(append(buf, objectPresent))
 }
 
-func appendClock(buf []byte, c version.Clock) []byte {
-	buf = binary.AppendUvarint(buf, uint64(len(c)))
-	for _, e := range c {
-		buf = binary.BigEndian.AppendUint64(buf, uint64(e.Actor))
-		buf = binary.AppendUvarint(buf, e.Counter)
-	}
-	return buf
-}
+func appendClock(buf []byte, c version.Clock) []byte { return version.AppendClock(buf, c) }
 
 // decoder reads the encodings above; the first failure sticks in err and
 // every later read returns a zero value.
@@ -371,36 +364,15 @@ func (d *decoder) object() *version.Object {
 }
 
 func (d *decoder) clock() version.Clock {
-	n := d.uvarint()
 	if d.err != nil {
 		return nil
 	}
-	// Each entry takes at least 9 bytes, so a count the body cannot hold is
-	// rejected before anything is allocated.
-	if n > version.MaxClockEntries || n*9 > uint64(len(d.buf)) {
-		d.fail("clock entry count out of range")
+	c, rest, err := version.DecodeClock(d.buf)
+	if err != nil {
+		d.err, d.buf = fmt.Errorf("%w: clock: %w", errMalformed, err), nil
 		return nil
 	}
-	if n == 0 {
-		return nil
-	}
-	c := make(version.Clock, n)
-	for i := range c {
-		if len(d.buf) < 8 {
-			d.fail("truncated")
-			return nil
-		}
-		c[i].Actor = version.Actor(binary.BigEndian.Uint64(d.buf))
-		d.buf = d.buf[8:]
-		c[i].Counter = d.uvarint()
-		if d.err != nil {
-			return nil
-		}
-		if c[i].Counter == 0 || (i > 0 && c[i-1].Actor >= c[i].Actor) {
-			d.fail("clock entries unsorted, duplicated or zero")
-			return nil
-		}
-	}
+	d.buf = rest
 	return c
 }
 

@@ -96,6 +96,22 @@ func DecodeObject(data []byte) (*Object, []byte, error) {
 	return o, d.buf, err
 }
 
+// AppendClock appends c's encoding (uvarint count, then per entry an 8-byte
+// big-endian actor and a uvarint counter), the same one contexts and
+// objects use, for protocols that carry clocks on their own.
+func AppendClock(buf []byte, c Clock) []byte { return appendClock(buf, c) }
+
+// DecodeClock reads one clock encoded by AppendClock from the front of
+// data and returns the rest; invalid clocks are rejected with ErrMalformed.
+func DecodeClock(data []byte) (Clock, []byte, error) {
+	d := decoder{buf: data}
+	c := d.clock()
+	if d.err != nil {
+		return nil, nil, d.err
+	}
+	return c, d.buf, nil
+}
+
 func appendClock(buf []byte, c Clock) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(c)))
 	for _, e := range c {
