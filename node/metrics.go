@@ -17,6 +17,7 @@ type nodeMetrics struct {
 	siblings      prometheus.Histogram
 	transferBytes prometheus.Counter
 	transfers     prometheus.Counter
+	staleForwards prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
@@ -39,6 +40,10 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		Name: "dynamo_partition_transfers_total",
 		Help: "Partitions this node finished receiving after ring changes.",
 	})
+	m.staleForwards = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dynamo_stale_ring_forwards_total",
+		Help: "Writes from coordinators with another ring view that this node passed on to the replicas its own ring names.",
+	})
 	owned := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dynamo_partitions_owned",
 		Help: "Partitions this node owns (is first in the preference list of).",
@@ -60,7 +65,7 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, owned, inTransfer, members, ringMembers, pendingHints{n})
+	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, m.staleForwards, owned, inTransfer, members, ringMembers, pendingHints{n})
 	return m
 }
 

@@ -157,12 +157,12 @@ func (n *Node) start() error {
 	n.pipeline = replication.NewPipeline(replication.PipelineConfig{TaskTimeout: n.cfg.RequestTimeout}, n.registry)
 	n.hints = hintStore{db: n.db, metrics: n.replMetric, logger: n.logger}
 	deps := replication.Deps{
-		Incomplete: func(p int) bool { return n.mover.isPending(p) },
-		Store:      n.objects,
-		Transport:  n.transport,
-		Health:     n.health,
-		Pipeline:   n.pipeline,
-		Metrics:    n.replMetric,
+		Store:     n.objects,
+		Replan:    n.replan,
+		Transport: n.transport,
+		Health:    n.health,
+		Pipeline:  n.pipeline,
+		Metrics:   n.replMetric,
 	}
 	if n.cfg.HintedHandoff {
 		deps.Hints = n.hints
@@ -381,16 +381,31 @@ func (n *Node) plan(key []byte, quorum, def int) (replication.Plan, error) {
 	if quorum < 1 || quorum > q.N {
 		return replication.Plan{}, fmt.Errorf("%w: got %d with N=%d", ErrBadQuorum, quorum, q.N)
 	}
-	p := r.PartitionOf(key)
-	plan := replication.Plan{Partition: p, Quorum: quorum}
+	return n.planPartition(r, r.PartitionOf(key), quorum), nil
+}
+
+// planPartition is plan for a partition of ring r, with a valid quorum.
+func (n *Node) planPartition(r *ring.Ring, p, quorum int) replication.Plan {
+	nReplicas := min(n.cfg.N, len(r.Members()))
+	plan := replication.Plan{Partition: p, Quorum: min(quorum, nReplicas), RingVersion: r.Version()}
 	if n.cfg.HintedHandoff {
 		all := r.PreferenceList(p, len(r.Members()))
-		plan.Replicas, plan.Fallbacks = all[:min(q.N, len(all))], all[min(q.N, len(all)):]
+		plan.Replicas, plan.Fallbacks = all[:nReplicas], all[nReplicas:]
 	} else {
-		plan.Replicas = r.PreferenceList(p, q.N)
+		plan.Replicas = r.PreferenceList(p, nReplicas)
 	}
-	plan.Extras = n.mover.extras(p, plan.Replicas)
-	return plan, nil
+	plan.Previous = n.mover.previous(p, plan.Replicas)
+	return plan
+}
+
+// replan is the coordinator's Replan: the plan for the same partition
+// under the newest ring, when the ring changed since plan was made.
+func (n *Node) replan(plan replication.Plan) (replication.Plan, bool) {
+	r := n.ring.Load()
+	if r == nil || r.Version() == plan.RingVersion {
+		return plan, false
+	}
+	return n.planPartition(r, plan.Partition, plan.Quorum), true
 }
 
 // Put stores a value (see replication.Coordinator.Put), forwarding to a
@@ -563,11 +578,7 @@ func (n *Node) HandleFetch(_ context.Context, _ string, req replication.FetchReq
 		return replication.FetchResponse{}, err
 	}
 	hinted, err := n.hints.Hinted(req.Partition, req.Key)
-	// A copy is incomplete while the partition is still arriving, and when
-	// this node's ring does not place the partition here at all (the
-	// coordinator's ring is newer).
-	incomplete := n.mover.isPending(req.Partition) || !n.mover.holds(req.Partition)
-	return replication.FetchResponse{Object: version.Merge(obj, hinted), Incomplete: incomplete}, err
+	return replication.FetchResponse{Object: version.Merge(obj, hinted)}, err
 }
 
 // HandleRange serves a page of a partition to a node that is receiving it.
@@ -576,7 +587,7 @@ func (n *Node) HandleRange(_ context.Context, _ string, req replication.RangeReq
 		return replication.RangeResponse{}, err
 	}
 	defer n.exit()
-	resp := replication.RangeResponse{Incomplete: n.mover.isPending(req.Partition)}
+	resp := replication.RangeResponse{Incomplete: n.mover.isPending(req.Partition) || n.mover.ringVersion() != req.RingVersion}
 	size := 0
 	errPageFull := errors.New("page full")
 	err := n.db.ScanFrom(uint32(req.Partition), req.After, func(key, value []byte) error {
@@ -674,7 +685,7 @@ func (n *Node) Remove(id string) error {
 
 // HandleStore merges a version sent by a coordinator (or a repair, or a
 // handoff) into this node's copy, durably; a stand-in keeps it as a hint.
-func (n *Node) HandleStore(_ context.Context, _ string, req replication.StoreRequest) (replication.StoreResponse, error) {
+func (n *Node) HandleStore(ctx context.Context, _ string, req replication.StoreRequest) (replication.StoreResponse, error) {
 	if err := n.enter(); err != nil {
 		return replication.StoreResponse{}, err
 	}
@@ -687,10 +698,30 @@ func (n *Node) HandleStore(_ context.Context, _ string, req replication.StoreReq
 		// to a stand-in (or a hint) rather than to a copy nobody keeps.
 		return replication.StoreResponse{}, fmt.Errorf("%w: partition %d", replication.ErrNotReplica, req.Partition)
 	}
-	_, err := n.objects.Apply(req.Partition, req.Key, func(cur *version.Object) (*version.Object, error) {
-		return version.Merge(cur, req.Object), nil
+	changed := false
+	stored, err := n.objects.Apply(req.Partition, req.Key, func(cur *version.Object) (*version.Object, error) {
+		merged := version.Merge(cur, req.Object)
+		changed = !merged.Equal(cur)
+		return merged, nil
 	})
-	return replication.StoreResponse{Incomplete: n.mover.isPending(req.Partition)}, err
+	if err != nil {
+		return replication.StoreResponse{}, err
+	}
+	if r := n.ring.Load(); changed && req.RingVersion != 0 && r != nil && r.Version() != req.RingVersion {
+		// The coordinator planned with another ring: the replicas this
+		// node's ring names may not have been sent the write. Pass it on
+		// before acknowledging, so it is not lost when this node drops a
+		// partition it no longer replicates. Replicas that cannot take it
+		// get hints, so the outcome of the quorum does not matter here.
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		defer cancel()
+		plan := n.planPartition(r, req.Partition, n.Quorums().W)
+		if err := n.coord.Replicate(ctx, plan, req.Key, stored); err != nil {
+			n.logger.Debug("passing on a write planned with another ring", "partition", req.Partition, "err", err)
+		}
+		n.metrics.staleForwards.Inc()
+	}
+	return replication.StoreResponse{}, nil
 }
 
 // HandleCoordinate runs a request another node forwarded. It coordinates

@@ -54,6 +54,10 @@ type pull struct {
 	// Source is the node being streamed from, After the last key received.
 	Source string `json:"s,omitempty"`
 	After  []byte `json:"a,omitempty"`
+	// Incomplete is set when a page of the pass from Source was served
+	// incomplete: the pass may then lack versions, even if its last page
+	// was complete.
+	Incomplete bool `json:"i,omitempty"`
 	// Tried are sources fully streamed that were themselves incomplete,
 	// in this round; Rounds counts rounds in which every usable source was.
 	Tried  []string `json:"t,omitempty"`
@@ -190,19 +194,25 @@ func (m *mover) isPending(p int) bool {
 	return m.pending[p] != nil
 }
 
-// extras returns the nodes that replicated p under a retained older ring
-// but not under the current one: they may hold versions the new replicas
-// have not received yet.
-func (m *mover) extras(p int, replicas []string) []string {
+// previous returns p's replica lists under the rings retained since data
+// was last in place everywhere, other than replicas (the current one):
+// the older lists of a plan's joint quorum. The oldest retained ring is
+// one whose replicas held all of the data.
+func (m *mover) previous(p int, replicas []string) [][]string {
+	states := m.n.states.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []string
-	for _, r := range m.rings[:max(0, len(m.rings)-1)] {
-		for _, id := range r.PreferenceList(p, m.replicaN(r)) {
-			if !slices.Contains(replicas, id) && !slices.Contains(out, id) {
-				out = append(out, id)
-			}
+	var out [][]string
+	for _, r := range m.rings {
+		list := r.PreferenceList(p, m.replicaN(r))
+		if states != nil {
+			// Departed members neither answer nor hold anything any more.
+			list = slices.DeleteFunc(list, func(id string) bool { return (*states)[id] == StateLeft })
 		}
+		if len(list) == 0 || slices.Equal(list, replicas) || slices.ContainsFunc(out, func(l []string) bool { return slices.Equal(l, list) }) {
+			continue
+		}
+		out = append(out, list)
 	}
 	return out
 }
@@ -350,7 +360,7 @@ func (m *mover) pullPartition(ctx context.Context, p int) {
 			return
 		}
 		if !slices.Contains(usable, cur.Source) {
-			cur.Source, cur.After = usable[0], nil
+			cur.Source, cur.After, cur.Incomplete = usable[0], nil, false
 		}
 		done, incomplete, err := m.stream(ctx, p, &cur)
 		if err != nil {
@@ -366,22 +376,24 @@ func (m *mover) pullPartition(ctx context.Context, p int) {
 			return
 		}
 		cur.Tried = append(cur.Tried, cur.Source)
-		cur.Source, cur.After = "", nil
+		cur.Source, cur.After, cur.Incomplete = "", nil, false
 		m.save(p, cur)
 	}
 }
 
 // stream copies pages of p from cur.Source, merging each key by causality
 // and saving progress after every page. done is true at the partition's
-// end; incomplete tells whether the source was still receiving it itself.
+// end; incomplete tells whether any page of the pass was served incomplete.
 func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete bool, err error) {
 	for ctx.Err() == nil {
 		pageCtx, cancel := context.WithTimeout(ctx, m.n.cfg.RequestTimeout)
-		resp, err := m.n.transport.Range(pageCtx, cur.Source, replication.RangeRequest{Partition: p, After: cur.After, MaxBytes: pageBytes})
+		req := replication.RangeRequest{Partition: p, After: cur.After, MaxBytes: pageBytes, RingVersion: m.ringVersion()}
+		resp, err := m.n.transport.Range(pageCtx, cur.Source, req)
 		cancel()
 		if err != nil {
 			return false, false, err
 		}
+		cur.Incomplete = cur.Incomplete || resp.Incomplete
 		var page int64
 		for _, it := range resp.Items {
 			obj := it.Object
@@ -404,7 +416,7 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 			return false, false, err
 		}
 		if resp.Next == nil {
-			return true, resp.Incomplete, nil
+			return true, cur.Incomplete, nil
 		}
 		cur.After = resp.Next
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -26,20 +27,118 @@ type Store interface {
 
 // Plan says where one request goes: the key's partition, its replicas in
 // preference order, the stand-ins, and the quorum the request needs.
+//
+// While data follows a ring change, a request needs its quorum twice over
+// (a joint quorum, as in Raft's joint consensus): among Replicas, and
+// among each list in Previous, the key's replicas under the older rings
+// its data may still be on. Every coordinator keeps the rings since the
+// data was last in place everywhere, so any two quorums of the transition,
+// whichever ring view their coordinators had, intersect in some list: no
+// read sees less than a read before the change would have.
 type Plan struct {
 	Partition int
 	// Replicas are the first N nodes of the key's preference list,
-	// coordinator first. The coordinator itself (Config.Self) is among them.
+	// coordinator first. The coordinator itself (Config.Self) is usually
+	// among them; a node that replicated the key under an older ring may
+	// coordinate a write it accepted late (see Coordinator.Replicate).
 	Replicas []string
 	// Fallbacks are the nodes after the first N, in preference order: the
 	// stand-ins of a sloppy quorum. Empty means a strict quorum.
 	Fallbacks []string
-	// Extras are nodes that held the key's partition before a ring change
-	// and may still hold versions the new replicas lack: writes go to them
-	// too and reads ask them, until the data has moved.
-	Extras []string
+	// Previous are the key's replicas under older rings, oldest first,
+	// while data may still be moving from them to Replicas.
+	Previous [][]string
 	// Quorum is R for reads and W for writes, 1 <= Quorum <= len(Replicas).
+	// Each Previous list needs as many, or all of it when it is shorter.
 	Quorum int
+	// RingVersion identifies the ring the plan was made with; stores carry
+	// it, so a replica can tell a coordinator that has not yet seen its
+	// newer ring.
+	RingVersion uint64
+}
+
+// targets lists every node of the plan's lists once: Replicas in order,
+// then the nodes only previous rings name.
+func (p Plan) targets() []string {
+	out := slices.Clone(p.Replicas)
+	for _, list := range p.Previous {
+		for _, id := range list {
+			if !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// tally counts acks or answers towards a plan's joint quorum. An ack a
+// stand-in gave in a node's place counts as that node's.
+type tally struct {
+	lists [][]string
+	need  []int
+	got   []int
+	due   []int // nodes of each list not heard from yet
+}
+
+func newTally(p Plan) *tally {
+	t := &tally{lists: append([][]string{p.Replicas}, p.Previous...)}
+	for _, list := range t.lists {
+		t.need = append(t.need, min(p.Quorum, len(list)))
+		t.got = append(t.got, 0)
+		t.due = append(t.due, len(list))
+	}
+	return t
+}
+
+// add records id's outcome.
+func (t *tally) add(id string, ok bool) {
+	for i, list := range t.lists {
+		if slices.Contains(list, id) {
+			t.due[i]--
+			if ok {
+				t.got[i]++
+			}
+		}
+	}
+}
+
+// retire lifts the quorum of every previous list with id in it: id said it
+// no longer replicates the partition, so it dropped its copy, which a node
+// does only once the data is in place under a newer ring everywhere. Such
+// a list is left over from a transition that is over.
+func (t *tally) retire(id string) {
+	for i, list := range t.lists[1:] {
+		if slices.Contains(list, id) {
+			t.need[i+1] = 0
+		}
+	}
+}
+
+// met reports whether every list has its quorum.
+func (t *tally) met() bool {
+	for i := range t.lists {
+		if t.got[i] < t.need[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// shortfall describes a list that can no longer reach its quorum, or
+// returns "" while every list still can. With done, it describes the first
+// list short of its quorum, as when time ran out.
+func (t *tally) shortfall(what string, done bool) string {
+	for i := range t.lists {
+		if t.got[i] >= t.need[i] || (!done && t.got[i]+t.due[i] >= t.need[i]) {
+			continue
+		}
+		s := fmt.Sprintf("%d of %d replicas %s, %d needed", t.got[i], len(t.lists[i]), what, t.need[i])
+		if i > 0 {
+			s += " (of the replicas under the ring before the last change)"
+		}
+		return s
+	}
+	return ""
 }
 
 // CoordinatorConfig configures a Coordinator.
@@ -62,14 +161,17 @@ type CoordinatorConfig struct {
 // sent inline, no metrics).
 type Deps struct {
 	Store Store
-	// Incomplete reports whether this node is still receiving a
-	// partition; nil means never.
-	Incomplete func(partition int) bool
-	Transport  Transport
-	Hints      HintStore
-	Health     *Health
-	Pipeline   *Pipeline
-	Metrics    *Metrics
+	// Replan returns the plan for the same key under this node's newest
+	// ring, and false when the ring has not changed since plan was made;
+	// nil means rings never change. A write asks it after storing locally,
+	// so a write planned just before a ring change also reaches the
+	// replicas the new ring names.
+	Replan    func(plan Plan) (Plan, bool)
+	Transport Transport
+	Hints     HintStore
+	Health    *Health
+	Pipeline  *Pipeline
+	Metrics   *Metrics
 }
 
 // Coordinator runs quorum reads and writes for keys this node replicates.
@@ -201,53 +303,70 @@ func ephemeralActor() version.Actor {
 	return version.Actor(binary.BigEndian.Uint64(b[:]) | 1)
 }
 
-// replicate sends obj to every other replica and waits until plan.Quorum
-// nodes (counting this one, which already stored it) hold it. A replica
-// that is down or fails has the write sent to the next stand-in as a hint
-// naming it; with no stand-in left, this node keeps the hint itself, so the
-// replica still catches up without a read. Stores still in flight when the
-// quorum is reached go on in the background, bounded by the timeout.
+// Replicate stores obj, already merged into this node's copy, on the
+// plan's other nodes, as a write does. A node that accepted a write
+// planned with an older ring uses it to pass the write on to the replicas
+// its newer ring names.
+func (c *Coordinator) Replicate(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
+	return c.replicate(ctx, plan, key, obj)
+}
+
+// replicate sends obj to the plan's other nodes and waits until they,
+// with this node, which already stored it, make the plan's quorum. A
+// replica that is down or fails has the write sent to the next stand-in as
+// a hint naming it; with no stand-in left, this node keeps the hint
+// itself, so the replica still catches up without a read. Stores still in
+// flight when the quorum is reached go on in the background, bounded by
+// the timeout.
 func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
-	targets := append(c.others(plan), plan.Extras...)
+	if c.Replan != nil {
+		if newer, changed := c.Replan(plan); changed {
+			plan = plan.joined(newer)
+		}
+	}
+	targets := c.othersOf(plan.targets())
 	standIns := newStandIns(c.othersOf(plan.Fallbacks), c.Health)
 	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
-		if slices.Contains(plan.Extras, id) { // a former holder: no stand-in for it
-			incomplete, err := c.storeOn(ctx, id, plan.Partition, key, obj)
-			return reply{id: id, err: err, incomplete: incomplete}
-		}
-		incomplete, err := c.storeOrHint(ctx, plan, key, obj, id, standIns)
-		return reply{id: id, err: err, incomplete: incomplete}
+		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns)}
 	})
-	// Acks count like read answers: a node still receiving the partition
-	// counts only once no complete ack can come any more.
-	acked, complete, received := 1, 1, 0
-	if c.Incomplete != nil && c.Incomplete(plan.Partition) {
-		complete = 0
+	acks := newTally(plan)
+	if slices.Contains(plan.targets(), c.cfg.Self) {
+		acks.add(c.cfg.Self, true)
+	} else {
+		acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
 	}
-	relax, stop := relaxAfter(ctx)
-	defer stop()
-	relaxed := false
-	for complete < plan.Quorum && !((relaxed || received == len(targets)) && acked >= plan.Quorum) {
-		if acked+len(targets)-received < plan.Quorum {
-			return fmt.Errorf("%w: %d of %d replicas stored the write, %d needed", ErrUnavailable, acked, len(plan.Replicas), plan.Quorum)
+	for !acks.met() {
+		if short := acks.shortfall("stored the write", false); short != "" {
+			return fmt.Errorf("%w: %s", ErrUnavailable, short)
 		}
 		select {
-		case <-relax:
-			relaxed = true
 		case r := <-results:
-			received++
-			if r.err != nil {
-				continue
-			}
-			acked++
-			if !r.incomplete {
-				complete++
+			acks.add(r.id, r.err == nil)
+			if errors.Is(r.err, ErrNotReplica) && !slices.Contains(plan.Replicas, r.id) {
+				acks.retire(r.id)
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d of %d replicas stored the write in time, %d needed", ErrUnavailable, complete, len(plan.Replicas), plan.Quorum)
+			return fmt.Errorf("%w: %s in time", ErrUnavailable, acks.shortfall("stored the write", true))
 		}
 	}
 	return nil
+}
+
+// joined is the plan for a write that was planned with p's ring and is
+// stored after the ring changed to newer's: the newer plan, with p's
+// replicas among its previous lists.
+func (p Plan) joined(newer Plan) Plan {
+	lists := append(slices.Clone(newer.Previous), p.Previous...)
+	lists = append(lists, p.Replicas)
+	newer.Previous = nil
+	for _, list := range lists {
+		if slices.Equal(list, newer.Replicas) || slices.ContainsFunc(newer.Previous, func(l []string) bool { return slices.Equal(l, list) }) {
+			continue
+		}
+		newer.Previous = append(newer.Previous, list)
+	}
+	newer.Quorum = p.Quorum
+	return newer
 }
 
 // storeOrHint delivers obj for replica id: to id itself when it is usable,
@@ -255,24 +374,26 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 // own hints. It returns nil only when another node durably holds obj; a
 // hint kept here does not count towards the quorum, since this node's copy
 // already did.
-func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, obj *version.Object, id string, standIns *standIns) (incomplete bool, err error) {
-	req := StoreRequest{Partition: plan.Partition, Key: key, Object: obj}
-	err = ErrUnreachable
+func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, obj *version.Object, id string, standIns *standIns) error {
+	req := StoreRequest{Partition: plan.Partition, Key: key, Object: obj, RingVersion: plan.RingVersion}
+	err := ErrUnreachable
 	// A replica in back-off is skipped only when a stand-in can take its
 	// place: the back-off steers writes, it must not refuse them.
 	if c.Health.Usable(id) || !standIns.available() {
 		attempt, cancel := c.attemptContext(ctx, standIns)
-		var resp StoreResponse
-		resp, err = c.Transport.Store(attempt, id, req)
+		_, err = c.Transport.Store(attempt, id, req)
 		cancel()
 		c.Health.observe(id, err)
 		c.Metrics.observeReplica(id, "store", err)
 		if err == nil {
-			return resp.Incomplete, nil
+			return nil
+		}
+		if errors.Is(err, ErrNotReplica) && !slices.Contains(plan.Replicas, id) {
+			return err // a former replica that let the partition go
 		}
 	}
 	if c.Hints == nil {
-		return false, err
+		return err
 	}
 	req.HintFor = id
 	for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
@@ -281,13 +402,13 @@ func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, ob
 		c.Metrics.observeReplica(standIn, "store", serr)
 		if serr == nil {
 			c.Metrics.standIn("store")
-			return false, nil
+			return nil
 		}
 	}
 	if herr := c.Hints.AddHint(id, plan.Partition, key, obj); herr != nil {
-		return false, fmt.Errorf("%w; keeping a hint failed too: %v", err, herr)
+		return fmt.Errorf("%w; keeping a hint failed too: %v", err, herr)
 	}
-	return false, fmt.Errorf("%w (kept a hint for it here)", err)
+	return fmt.Errorf("%w (kept a hint for it here)", err)
 }
 
 // attemptContext bounds the direct attempt at a replica so that, when a
@@ -303,30 +424,26 @@ func (c *Coordinator) attemptContext(ctx context.Context, s *standIns) (context.
 	return context.WithTimeout(ctx, time.Until(deadline)/2)
 }
 
-// Get reads key from the plan's usable replicas (stand-ins in place of
+// Get reads key from the plan's usable nodes (stand-ins in place of
 // unusable ones, since they may hold hints) and returns the merge of the
-// first plan.Quorum answers, nil when none had the key. Once every replica
-// has answered or the timeout passed, replicas whose copy lacks something
-// the merge holds are sent the merge (read repair).
+// answers once they make the plan's quorum, nil when none had the key.
+// Once every node has answered or the timeout passed, nodes whose copy
+// lacks something the merge holds are sent the merge (read repair).
 func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.Object, error) {
 	standIns := newStandIns(plan.Fallbacks, c.Health)
-	targets := append(slices.Clone(plan.Replicas), plan.Extras...)
+	targets := plan.targets()
 	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
-		replica := !slices.Contains(plan.Extras, id)
 		if id == c.cfg.Self {
 			obj, err := c.Store.Get(plan.Partition, key)
-			incomplete := c.Incomplete != nil && c.Incomplete(plan.Partition)
-			return reply{id: id, obj: obj, err: err, replica: replica, incomplete: incomplete}
+			return reply{id: id, from: id, obj: obj, err: err}
 		}
-		if c.Health.Usable(id) || (replica && !standIns.available()) {
+		if c.Health.Usable(id) || !standIns.available() {
 			resp, err := c.Transport.Fetch(ctx, id, FetchRequest{Partition: plan.Partition, Key: key})
 			c.Health.observe(id, err)
 			c.Metrics.observeReplica(id, "fetch", err)
-			if err == nil || !replica {
-				return reply{id: id, obj: resp.Object, err: err, replica: replica, incomplete: resp.Incomplete}
+			if err == nil {
+				return reply{id: id, from: id, obj: resp.Object}
 			}
-		} else if !replica {
-			return reply{id: id, err: ErrUnreachable}
 		}
 		for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
 			resp, err := c.Transport.Fetch(ctx, standIn, FetchRequest{Partition: plan.Partition, Key: key})
@@ -334,41 +451,31 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 			c.Metrics.observeReplica(standIn, "fetch", err)
 			if err == nil {
 				c.Metrics.standIn("fetch")
-				return reply{id: standIn, obj: resp.Object}
+				return reply{id: id, from: standIn, obj: resp.Object}
 			}
 		}
 		return reply{id: id, err: ErrUnreachable}
 	})
-	// An answer from a node still receiving the partition counts towards R
-	// only once no complete answer can come any more.
 	var (
 		merged   *version.Object
 		answers  []reply
-		complete int
 		received int
 	)
-	relax, stop := relaxAfter(ctx)
-	defer stop()
-	relaxed := false
-	for complete < plan.Quorum && !((relaxed || received == len(targets)) && len(answers) >= plan.Quorum) {
-		if len(answers)+len(targets)-received < plan.Quorum {
-			return nil, fmt.Errorf("%w: %d of %d replicas answered the read, %d needed", ErrUnavailable, len(answers), len(plan.Replicas), plan.Quorum)
+	heard := newTally(plan)
+	for !heard.met() {
+		if short := heard.shortfall("answered the read", false); short != "" {
+			return nil, fmt.Errorf("%w: %s", ErrUnavailable, short)
 		}
 		select {
-		case <-relax:
-			relaxed = true
 		case r := <-results:
 			received++
-			if r.err != nil {
-				continue
-			}
-			answers = append(answers, r)
-			merged = version.Merge(merged, r.obj)
-			if !r.incomplete {
-				complete++
+			heard.add(r.id, r.err == nil)
+			if r.err == nil {
+				answers = append(answers, r)
+				merged = version.Merge(merged, r.obj)
 			}
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %d of %d replicas answered the read in time, %d needed", ErrUnavailable, complete, len(plan.Replicas), plan.Quorum)
+			return nil, fmt.Errorf("%w: %s in time", ErrUnavailable, heard.shortfall("answered the read", true))
 		}
 	}
 	go c.readRepair(plan, key, merged, answers, results, len(targets)-received)
@@ -376,7 +483,7 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 }
 
 // readRepair waits for the replies still due, then sends the merge of all
-// answers to every replica whose copy lacked part of it. Stand-ins are not
+// answers to every node whose copy lacked part of it. Stand-ins are not
 // repaired: they hold hints, not copies.
 func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, answers []reply, late <-chan reply, due int) {
 	for ; due > 0; due-- {
@@ -390,11 +497,11 @@ func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, 
 		return
 	}
 	for _, r := range answers {
-		if !r.replica || r.obj.Dominates(merged) {
+		if r.from != r.id || r.obj.Dominates(merged) {
 			continue
 		}
 		repair := func(ctx context.Context) error {
-			_, err := c.storeOn(ctx, r.id, plan.Partition, key, merged)
+			err := c.storeOn(ctx, r.id, plan, key, merged)
 			c.Metrics.readRepair(err)
 			return err
 		}
@@ -408,42 +515,27 @@ func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, 
 	}
 }
 
-// storeOn merges obj into one replica's copy, this node included, and
-// reports whether that replica is still receiving the partition.
-func (c *Coordinator) storeOn(ctx context.Context, id string, partition int, key []byte, obj *version.Object) (incomplete bool, err error) {
+// storeOn merges obj into one node's copy, this node's included.
+func (c *Coordinator) storeOn(ctx context.Context, id string, plan Plan, key []byte, obj *version.Object) error {
 	if id == c.cfg.Self {
-		_, err := c.Store.Apply(partition, key, func(cur *version.Object) (*version.Object, error) {
+		_, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
 			return version.Merge(cur, obj), nil
 		})
-		return c.Incomplete != nil && c.Incomplete(partition), err
+		return err
 	}
-	resp, err := c.Transport.Store(ctx, id, StoreRequest{Partition: partition, Key: key, Object: obj})
+	_, err := c.Transport.Store(ctx, id, StoreRequest{Partition: plan.Partition, Key: key, Object: obj, RingVersion: plan.RingVersion})
 	c.Health.observe(id, err)
 	c.Metrics.observeReplica(id, "store", err)
-	return resp.Incomplete, err
+	return err
 }
 
-// relaxAfter fires halfway to ctx's deadline. Until then a quorum counts
-// only nodes with complete copies of the partition; after it, any durable
-// ack or answer counts, so a partition in transfer while a complete replica
-// hangs costs latency, not availability.
-func relaxAfter(ctx context.Context) (<-chan time.Time, func()) {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		return nil, func() {}
-	}
-	t := time.NewTimer(time.Until(deadline) / 2)
-	return t.C, func() { t.Stop() }
-}
-
-// reply is one replica's answer to a fanned-out request. replica is false
-// when a stand-in answered in the replica's place.
+// reply is one node's answer to a fanned-out request: id is the node it
+// counts for, from the node that gave it (a stand-in in id's place, or id).
 type reply struct {
-	id         string
-	obj        *version.Object
-	err        error
-	replica    bool
-	incomplete bool
+	id   string
+	from string
+	obj  *version.Object
+	err  error
 }
 
 // fanOut runs call for every id concurrently and returns a channel that

@@ -54,8 +54,9 @@ type HandoffConfig struct {
 	// Gone reports whether a target has left the ring for good (it left,
 	// or was removed); nil means never.
 	Gone func(target string) bool
-	// Redeliver hands a hint whose target is gone to the key's current
-	// replicas instead; required when Gone is set.
+	// Redeliver hands a hint whose target is gone, or refuses it as no
+	// longer a replica of the key, to the key's current replicas instead;
+	// required when Gone is set.
 	Redeliver func(ctx context.Context, h Hint) error
 }
 
@@ -220,6 +221,11 @@ func (h *Handoff) deliver(ctx context.Context, hint Hint) error {
 		_, err = h.transport.Store(ctx, hint.Target, StoreRequest{Partition: hint.Partition, Key: hint.Key, Object: hint.Object})
 		h.health.observe(hint.Target, err)
 		h.metrics.observeReplica(hint.Target, "handoff", err)
+		if errors.Is(err, ErrNotReplica) && h.cfg.Redeliver != nil {
+			// The target no longer replicates the key (the ring changed
+			// while the hint waited): the key's replicas take it instead.
+			err = h.cfg.Redeliver(ctx, hint)
+		}
 	}
 	if err != nil {
 		return err

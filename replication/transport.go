@@ -39,31 +39,28 @@ type FetchRequest struct {
 }
 
 // FetchResponse carries the copy; Object is nil when the replica has none.
-// Incomplete is set by a node still receiving the key's partition after a
-// ring change: its copy may lack versions, so its answer must not count
-// towards R.
 type FetchResponse struct {
-	Object     *version.Object
-	Incomplete bool
+	Object *version.Object
 }
 
 // StoreRequest carries an object to merge into a replica's copy. With
 // HintFor set, the receiver is a stand-in: it keeps the object as a hint for
 // that node, to hand off once it is reachable, instead of as its own copy.
+//
+// RingVersion is the version of the ring the sender planned with (zero:
+// unknown). A replica whose ring differs passes what it stored on to the
+// replicas its own ring names, so a write planned with a ring that is
+// being replaced still reaches the new replicas.
 type StoreRequest struct {
-	Partition int
-	Key       []byte
-	Object    *version.Object
-	HintFor   string
+	Partition   int
+	Key         []byte
+	Object      *version.Object
+	HintFor     string
+	RingVersion uint64
 }
 
-// StoreResponse acknowledges a durable store. Incomplete is set by a node
-// still receiving the partition: its ack does not count towards W, for the
-// same reason its reads do not count towards R (quorums of complete copies
-// must intersect).
-type StoreResponse struct {
-	Incomplete bool
-}
+// StoreResponse acknowledges a durable store.
+type StoreResponse struct{}
 
 // Op is a client operation forwarded to a coordinator.
 type Op uint8
@@ -109,10 +106,13 @@ type CoordinateResponse struct {
 
 // RangeRequest asks for the keys of a partition after After (nil: from the
 // first), up to about MaxBytes of encoded objects (at least one key).
+// RingVersion is the receiver's ring: a sender working to another ring
+// marks the page incomplete.
 type RangeRequest struct {
-	Partition int
-	After     []byte
-	MaxBytes  int
+	Partition   int
+	After       []byte
+	MaxBytes    int
+	RingVersion uint64
 }
 
 // RangeItem is one key of a partition with the sender's copy of it.
@@ -123,8 +123,9 @@ type RangeItem struct {
 
 // RangeResponse is one page of a partition in key order. Next is the After
 // of the following page, nil when this page ends the partition. Incomplete
-// is set when the sender is itself still receiving the partition, so a full
-// pass over its pages may not hold every version.
+// is set when the sender is itself still receiving the partition, or works
+// to another ring than the receiver (it may yet accept writes the receiver
+// does not get), so a pass over its pages may not hold every version.
 type RangeResponse struct {
 	Items      []RangeItem
 	Next       []byte

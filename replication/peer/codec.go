@@ -14,24 +14,27 @@ import (
 // frame, so nothing may follow the last field.
 //
 //	FetchRequest        partition:uvarint key:bytes
-//	FetchResponse       object:optobject flags:byte
+//	FetchResponse       object:optobject
 //	StoreRequest        partition:uvarint key:bytes object:optobject hintfor:bytes
-//	StoreResponse       flags:byte (bit 0: Incomplete)
+//	                    ringversion:u64
+//	StoreResponse       (empty)
 //	CoordinateRequest   op:byte flags:byte key:bytes value:bytes contenttype:bytes
 //	                    context:clock quorum:uvarint
 //	CoordinateResponse  object:optobject context:clock
 //	RangeRequest        partition:uvarint after:bytes maxbytes:uvarint
+//	                    ringversion:u64
 //	RangeResponse       count:uvarint, per item key:bytes object:optobject,
 //	                    then next:optbytes flags:byte
 //
 //	bytes      uvarint length, then that many bytes; empty decodes as nil
 //	optbytes   0x00 for nil, or 0x01 then bytes; empty decodes as non-nil
+//	u64        8 bytes, big-endian
 //	optobject  0x00 for a nil object, or 0x01 then version's object encoding
 //	clock      uvarint count, then per entry an 8-byte big-endian actor and
 //	           a uvarint counter, sorted by actor, counters positive
 //	flags      a bit set; bits a message does not define must be zero.
-//	           CoordinateRequest bit 0: HasContext. FetchResponse and
-//	           RangeResponse bit 0: Incomplete.
+//	           CoordinateRequest bit 0: HasContext. RangeResponse bit 0:
+//	           Incomplete.
 //
 // RangeRequest's after is plain bytes: nil and empty both mean "from the
 // first key" (the store has no empty key to start after), so an empty After
@@ -76,13 +79,12 @@ func decodeFetchRequest(data []byte) (replication.FetchRequest, error) {
 }
 
 func appendFetchResponse(buf []byte, r replication.FetchResponse) []byte {
-	buf = appendObject(buf, r.Object)
-	return append(buf, incompleteFlags(r.Incomplete))
+	return appendObject(buf, r.Object)
 }
 
 func decodeFetchResponse(data []byte) (replication.FetchResponse, error) {
 	d := decoder{buf: data}
-	r := replication.FetchResponse{Object: d.object(), Incomplete: d.flags(flagIncomplete)&flagIncomplete != 0}
+	r := replication.FetchResponse{Object: d.object()}
 	if err := d.finish(); err != nil {
 		return replication.FetchResponse{}, err
 	}
@@ -93,27 +95,23 @@ func appendStoreRequest(buf []byte, r replication.StoreRequest) []byte {
 	buf = appendInt(buf, r.Partition)
 	buf = appendBytes(buf, r.Key)
 	buf = appendObject(buf, r.Object)
-	return appendBytes(buf, []byte(r.HintFor))
+	buf = appendBytes(buf, []byte(r.HintFor))
+	return binary.BigEndian.AppendUint64(buf, r.RingVersion)
 }
 
 func decodeStoreRequest(data []byte) (replication.StoreRequest, error) {
 	d := decoder{buf: data}
 	r := replication.StoreRequest{Partition: d.int("partition"), Key: d.bytes(), Object: d.object()}
 	r.HintFor = string(d.bytes())
+	r.RingVersion = d.u64()
 	return r, d.finish()
 }
 
-func appendStoreResponse(buf []byte, r replication.StoreResponse) []byte {
-	return append(buf, incompleteFlags(r.Incomplete))
-}
+func appendStoreResponse(buf []byte, _ replication.StoreResponse) []byte { return buf }
 
 func decodeStoreResponse(data []byte) (replication.StoreResponse, error) {
 	d := decoder{buf: data}
-	r := replication.StoreResponse{Incomplete: d.flags(flagIncomplete)&flagIncomplete != 0}
-	if err := d.finish(); err != nil {
-		return replication.StoreResponse{}, err
-	}
-	return r, nil
+	return replication.StoreResponse{}, d.finish()
 }
 
 func appendCoordinateRequest(buf []byte, r replication.CoordinateRequest) []byte {
@@ -165,12 +163,14 @@ func decodeCoordinateResponse(data []byte) (replication.CoordinateResponse, erro
 func appendRangeRequest(buf []byte, r replication.RangeRequest) []byte {
 	buf = appendInt(buf, r.Partition)
 	buf = appendBytes(buf, r.After)
-	return appendInt(buf, r.MaxBytes)
+	buf = appendInt(buf, r.MaxBytes)
+	return binary.BigEndian.AppendUint64(buf, r.RingVersion)
 }
 
 func decodeRangeRequest(data []byte) (replication.RangeRequest, error) {
 	d := decoder{buf: data}
 	r := replication.RangeRequest{Partition: d.int("partition"), After: d.bytes(), MaxBytes: d.int("maxbytes")}
+	r.RingVersion = d.u64()
 	if err := d.finish(); err != nil {
 		return replication.RangeRequest{}, err
 	}
@@ -278,6 +278,19 @@ func (d *decoder) byte() byte {
 	b := d.buf[0]
 	d.buf = d.buf[1:]
 	return b
+}
+
+func (d *decoder) u64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.buf) < 8 {
+		d.fail("truncated u64")
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.buf)
+	d.buf = d.buf[8:]
+	return v
 }
 
 func (d *decoder) uvarint() uint64 {

@@ -53,8 +53,8 @@ func FuzzDecodeFetchRequest(f *testing.F) {
 
 func FuzzDecodeFetchResponse(f *testing.F) {
 	var seeds []replication.FetchResponse
-	for i, o := range seedObjects() {
-		seeds = append(seeds, replication.FetchResponse{Object: o, Incomplete: i%2 == 1})
+	for _, o := range seedObjects() {
+		seeds = append(seeds, replication.FetchResponse{Object: o})
 	}
 	fuzzDecoder(f, decodeFetchResponse, appendFetchResponse, seeds...)
 }
@@ -64,7 +64,7 @@ func FuzzDecodeStoreRequest(f *testing.F) {
 	for i, o := range seedObjects() {
 		seeds = append(seeds, replication.StoreRequest{Partition: i, Key: []byte{byte(i), 'k'}, Object: o})
 	}
-	seeds = append(seeds, replication.StoreRequest{Partition: 1, Key: []byte("k"), Object: seedObjects()[0], HintFor: "node-c"})
+	seeds = append(seeds, replication.StoreRequest{Partition: 1, Key: []byte("k"), Object: seedObjects()[0], HintFor: "node-c", RingVersion: 1<<63 | 5})
 	fuzzDecoder(f, decodeStoreRequest, appendStoreRequest, seeds...)
 }
 
@@ -90,7 +90,7 @@ func FuzzDecodeCoordinateResponse(f *testing.F) {
 func FuzzDecodeRangeRequest(f *testing.F) {
 	fuzzDecoder(f, decodeRangeRequest, appendRangeRequest,
 		replication.RangeRequest{},
-		replication.RangeRequest{Partition: 255, After: []byte("a/b//c"), MaxBytes: 1 << 20})
+		replication.RangeRequest{Partition: 255, After: []byte("a/b//c"), MaxBytes: 1 << 20, RingVersion: 42})
 }
 
 func FuzzDecodeRangeResponse(f *testing.F) {
@@ -120,8 +120,9 @@ func TestEncodeDecodeEveryObject(t *testing.T) {
 		"unsorted clock":     appendCoordinateResponse(nil, replication.CoordinateResponse{Context: version.Clock{{Actor: 2, Counter: 1}, {Actor: 1, Counter: 1}}}),
 		"zero counter":       appendCoordinateResponse(nil, replication.CoordinateResponse{Context: version.Clock{{Actor: 2}}}),
 		"object marker 2":    {2},
-		"fetch flags":        {0, 2},
-		"fetch no flags":     {0},
+		"fetch trailing":     {0, 2},
+		"store no version":   appendStoreRequest(nil, replication.StoreRequest{Key: []byte("k")})[:5],
+		"range req version":  appendRangeRequest(nil, replication.RangeRequest{RingVersion: 9})[:6],
 		"negative maxbytes":  appendRangeRequest(nil, replication.RangeRequest{MaxBytes: -1}),
 		"range flags":        {0, 0, 0x80},
 		"range next marker":  {0, 2, 0},
@@ -138,8 +139,10 @@ func TestEncodeDecodeEveryObject(t *testing.T) {
 			_, err = decodeCoordinateRequest(body)
 		case strings.HasPrefix(name, "fetch"):
 			_, err = decodeFetchResponse(body)
-		case name == "negative maxbytes":
+		case name == "negative maxbytes" || name == "range req version":
 			_, err = decodeRangeRequest(body)
+		case name == "store no version":
+			_, err = decodeStoreRequest(body)
 		case strings.HasPrefix(name, "range"):
 			_, err = decodeRangeResponse(body)
 		default:
@@ -177,7 +180,7 @@ func TestRangeResponseEncoding(t *testing.T) {
 			t.Errorf("decoded %+v aliases its input", got)
 		}
 	}
-	if body := appendFetchResponse(nil, replication.FetchResponse{Incomplete: true}); !bytes.Equal(body, []byte{0, 1}) {
-		t.Errorf("incomplete fetch response encodes as %x", body)
+	if body := appendFetchResponse(nil, replication.FetchResponse{}); !bytes.Equal(body, []byte{0}) {
+		t.Errorf("empty fetch response encodes as %x", body)
 	}
 }

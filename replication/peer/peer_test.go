@@ -207,38 +207,36 @@ func TestRoundTripEveryMessage(t *testing.T) {
 	for name, obj := range testObjects() {
 		t.Run(name, func(t *testing.T) {
 			for _, hint := range []string{"", "node-c"} {
-				if _, err := p.tr.Store(ctx, "b", replication.StoreRequest{Partition: 255, Key: []byte("k/" + name), Object: obj, HintFor: hint}); err != nil {
+				if _, err := p.tr.Store(ctx, "b", replication.StoreRequest{Partition: 255, Key: []byte("k/" + name), Object: obj, HintFor: hint, RingVersion: 7}); err != nil {
 					t.Fatal(err)
 				}
 				if p.h.from != "a" || p.h.store.Partition != 255 || string(p.h.store.Key) != "k/"+name ||
-					!sameObject(p.h.store.Object, obj) || p.h.store.HintFor != hint {
+					!sameObject(p.h.store.Object, obj) || p.h.store.HintFor != hint || p.h.store.RingVersion != 7 {
 					t.Fatalf("store arrived as from=%q %+v", p.h.from, p.h.store)
 				}
 			}
 
-			for _, incomplete := range []bool{false, true} {
-				p.h.fetchResp = replication.FetchResponse{Object: obj, Incomplete: incomplete}
-				got, err := p.tr.Fetch(ctx, "b", replication.FetchRequest{Partition: 7, Key: []byte(name)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if p.h.fetch.Partition != 7 || string(p.h.fetch.Key) != name {
-					t.Fatalf("fetch arrived as %+v", p.h.fetch)
-				}
-				if !sameObject(got.Object, obj) || got.Incomplete != incomplete {
-					t.Fatalf("fetched %v incomplete=%v, want %v incomplete=%v", got.Object, got.Incomplete, obj, incomplete)
-				}
+			p.h.fetchResp = replication.FetchResponse{Object: obj}
+			got, err := p.tr.Fetch(ctx, "b", replication.FetchRequest{Partition: 7, Key: []byte(name)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.h.fetch.Partition != 7 || string(p.h.fetch.Key) != name {
+				t.Fatalf("fetch arrived as %+v", p.h.fetch)
+			}
+			if !sameObject(got.Object, obj) {
+				t.Fatalf("fetched %v, want %v", got.Object, obj)
 			}
 
 			p.h.rangeResp = replication.RangeResponse{
 				Items: []replication.RangeItem{{Key: []byte("k1/" + name), Object: obj}, {Key: []byte("k2"), Object: testObjects()["live"]}},
 				Next:  []byte("k2"),
 			}
-			rr, err := p.tr.Range(ctx, "b", replication.RangeRequest{Partition: 9, After: []byte(name), MaxBytes: 1 << 20})
+			rr, err := p.tr.Range(ctx, "b", replication.RangeRequest{Partition: 9, After: []byte(name), MaxBytes: 1 << 20, RingVersion: 1 << 40})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.h.rng.Partition != 9 || string(p.h.rng.After) != name || p.h.rng.MaxBytes != 1<<20 {
+			if p.h.rng.Partition != 9 || string(p.h.rng.After) != name || p.h.rng.MaxBytes != 1<<20 || p.h.rng.RingVersion != 1<<40 {
 				t.Fatalf("range arrived as %+v", p.h.rng)
 			}
 			if !sameRange(rr, p.h.rangeResp) {
