@@ -95,6 +95,12 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch c := db.Compaction(); {
+	case c.Err != nil:
+		logger.Warn("could not compact the data file; going on with it as it is", "bytes", c.BeforeBytes, "err", c.Err)
+	case c.Done:
+		logger.Info("compacted the data file, giving free space back", "before_bytes", c.BeforeBytes, "after_bytes", c.AfterBytes, "took", c.Took)
+	}
 	n := &Node{
 		cfg:      cfg,
 		logger:   logger,

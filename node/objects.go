@@ -45,3 +45,24 @@ func (s objectStore) Apply(partition int, key []byte, fn func(*version.Object) (
 	}
 	return out, err
 }
+
+// MergeAll merges each item's object into the stored copy of its key, all
+// in one transaction and one fsync: how a page of a partition in transfer
+// is taken in.
+func (s objectStore) MergeAll(partition int, items []replication.RangeItem) error {
+	keys := make([][]byte, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	return s.db.UpdateMany(uint32(partition), keys, func(i int, old []byte) ([]byte, error) {
+		cur, err := decodeObject(old, partition)
+		if err != nil {
+			return nil, err
+		}
+		next := version.Merge(cur, items[i].Object)
+		if next.Equal(cur) {
+			return nil, store.ErrNoChange
+		}
+		return next.Marshal(), nil
+	})
+}

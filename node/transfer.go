@@ -382,7 +382,7 @@ func (m *mover) pullPartition(ctx context.Context, p int) {
 }
 
 // stream copies pages of p from cur.Source, merging each key by causality
-// and saving progress after every page. done is true at the partition's
+// (a page in one transaction) and saving progress after every page. done is true at the partition's
 // end; incomplete tells whether any page of the pass was served incomplete.
 func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete bool, err error) {
 	for ctx.Err() == nil {
@@ -394,15 +394,12 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 			return false, false, err
 		}
 		cur.Incomplete = cur.Incomplete || resp.Incomplete
+		if err := m.n.objects.MergeAll(p, resp.Items); err != nil {
+			return false, false, err
+		}
 		var page int64
 		for _, it := range resp.Items {
-			obj := it.Object
-			if _, err := m.n.objects.Apply(p, it.Key, func(cur *version.Object) (*version.Object, error) {
-				return version.Merge(cur, obj), nil
-			}); err != nil {
-				return false, false, err
-			}
-			page += int64(len(it.Key)) + objectSize(obj)
+			page += int64(len(it.Key)) + objectSize(it.Object)
 			cur.After = it.Key
 		}
 		m.n.metrics.transferBytes.Add(float64(page))

@@ -51,6 +51,13 @@ type Options struct {
 	// that takes the store past it drops the oldest hints. Zero means
 	// 1,000,000.
 	MaxHints int
+
+	// CompactMinBytes is the smallest file Open compacts. bbolt never
+	// shrinks its file, so when less than half of a file larger than this
+	// holds live data (Stats.InUseBytes), Open copies that data into a new
+	// file and swaps it in: the disk space freed by DropPartition comes
+	// back at the next restart. Zero means 8 MiB; negative never compacts.
+	CompactMinBytes int64
 }
 
 func (o Options) withDefaults() Options {
@@ -63,23 +70,29 @@ func (o Options) withDefaults() Options {
 	if o.MaxHints == 0 {
 		o.MaxHints = defaultMaxHints
 	}
+	if o.CompactMinBytes == 0 {
+		o.CompactMinBytes = defaultCompactMinBytes
+	}
 	return o
 }
 
 // DB is a node's open store. Its methods are safe for concurrent use.
 type DB struct {
-	path     string
-	bolt     *bolt.DB
-	maxHints int
-	closed   atomic.Bool // set once by Close; bbolt itself rejects later use
+	path       string
+	bolt       *bolt.DB
+	maxHints   int
+	compaction Compaction  // what Open did; never changes after
+	closed     atomic.Bool // set once by Close; bbolt itself rejects later use
 }
 
 // Open opens (creating if needed) the store in dir. dir is created with mode
-// 0o700 if missing.
+// 0o700 if missing. Open may compact the file first (see
+// Options.CompactMinBytes and DB.Compaction).
 func Open(dir string, opts Options) (*DB, error) {
 	if dir == "" {
 		return nil, errors.New("store: open: empty data dir")
 	}
+	// CompactMinBytes is left out: negative is how compaction is turned off.
 	if opts.MaxBatchDelay < 0 || opts.MaxBatchSize < 0 || opts.LockTimeout < 0 || opts.MaxHints < 0 {
 		return nil, fmt.Errorf("store: open: negative option in %+v", opts)
 	}
@@ -89,32 +102,61 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("store: open %s: another process holds the data dir (waited %v): %w",
-			path, opts.LockTimeout, ErrLocked)
-	}
+	bdb, err := openLocked(path, opts.LockTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
+	}
+	// The lock is ours, so a compaction file can only be left from a
+	// crash. The directory is synced on every Open, not only after a
+	// compaction's rename: that also makes a new file's name durable, and
+	// covers a rename whose sync failed in an earlier Open.
+	if err := removeLeftover(path); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	bdb, compaction, err := compactIfMostlyFree(bdb, path, opts)
+	if err != nil {
+		return nil, err
 	}
 	bdb.MaxBatchDelay = opts.MaxBatchDelay
 	if opts.MaxBatchSize > 0 {
 		bdb.MaxBatchSize = opts.MaxBatchSize
 	}
 
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketObjects, bucketMeta, bucketHints, bucketHintSeq} {
+	if err := createTopBuckets(bdb); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("store: create top buckets in %s: %w", path, err)
+	}
+	return &DB{path: path, bolt: bdb, maxHints: opts.MaxHints, compaction: compaction}, nil
+}
+
+// createTopBuckets creates the top buckets that are missing. Usually none
+// are, and then it writes nothing: a write would cost an fsync and, after a
+// compaction, grow the file again before the node has written anything.
+func createTopBuckets(bdb *bolt.DB) error {
+	names := [][]byte{bucketObjects, bucketMeta, bucketHints, bucketHintSeq}
+	missing := false
+	err := bdb.View(func(tx *bolt.Tx) error {
+		for _, name := range names {
+			missing = missing || tx.Bucket(name) == nil
+		}
+		return nil
+	})
+	if err != nil || !missing {
+		return err
+	}
+	return bdb.Update(func(tx *bolt.Tx) error {
+		for _, name := range names {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		_ = bdb.Close()
-		return nil, fmt.Errorf("store: create top buckets in %s: %w", path, err)
-	}
-	return &DB{path: path, bolt: bdb, maxHints: opts.MaxHints}, nil
 }
 
 // Close waits for running transactions and releases the file. A pending
@@ -238,6 +280,91 @@ func (db *DB) Update(partition uint32, key []byte, fn func(old []byte) ([]byte, 
 	return stored, nil
 }
 
+// UpdateMany applies a read-modify-write to every key of keys, all in one
+// partition, in a single transaction with a single fsync: the way to store a
+// page of a partition handoff without paying an fsync per key. Each key is
+// treated as Update treats one: fn(i, old) returns the new value of keys[i];
+// old is nil when the key is absent and valid only during fn; a nil result
+// deletes the key; ErrNoChange leaves the key as it is. Any other error from
+// fn stops UpdateMany, which returns that error as is with nothing written.
+// Keys are checked like Update's before fn is first called; one bad key
+// fails the whole call.
+//
+// Unlike Update, UpdateMany does not join a group commit: fn runs exactly
+// once per key, in order (a key listed twice sees what its first entry
+// wrote), inside a write transaction that holds bbolt's writer lock until
+// the last key is done, so fn should be quick. When fn changes nothing,
+// the transaction is rolled back and UpdateMany returns without an fsync.
+// Empty keys is a no-op.
+func (db *DB) UpdateMany(partition uint32, keys [][]byte, fn func(i int, old []byte) ([]byte, error)) error {
+	for i, key := range keys {
+		if err := checkKey(key); err != nil {
+			return fmt.Errorf("store: update many in partition %d: key %d: %w", partition, i, err)
+		}
+	}
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+
+	var fnErr error
+	err := db.update(func(tx *bolt.Tx) error {
+		name := partitionName(partition)
+		objects := tx.Bucket(bucketObjects)
+		b := objects.Bucket(name)
+		wrote := false
+		for i, key := range keys {
+			var old []byte
+			if b != nil {
+				old = b.Get(key)
+			}
+			next, err := fn(i, old)
+			switch {
+			case errors.Is(err, ErrNoChange):
+				continue
+			case err != nil:
+				fnErr = err
+				return errRollback
+			case next == nil:
+				if old == nil {
+					continue
+				}
+				if err := b.Delete(key); err != nil {
+					return err
+				}
+				wrote = true
+				continue
+			}
+			if b == nil {
+				if b, err = objects.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			// Copy: next may alias old, which points into the memory map
+			// that this transaction may remap before its pages are written.
+			if err := b.Put(key, bytes.Clone(next)); err != nil {
+				return err
+			}
+			wrote = true
+		}
+		if !wrote {
+			return errRollback // a commit would cost an fsync for nothing
+		}
+		return nil
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case errors.Is(err, errRollback):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store: update %d keys in partition %d: %w", len(keys), partition, err)
+	}
+	return nil
+}
+
 // Scan calls fn for every key of the partition in key order, inside one read
 // transaction. key and value are valid only during the call. An error from fn
 // stops the scan and is returned as is.
@@ -347,13 +474,20 @@ func (db *DB) PutMeta(name string, value []byte) error {
 type Stats struct {
 	Keys      int64 // keys across all partitions
 	FileBytes int64 // size of the bbolt file
+
+	// InUseBytes is how much of the file holds live data (objects, meta and
+	// hints, with bbolt's own pages). The rest is free pages, which bbolt
+	// reuses before it grows the file, and space it allocated ahead of need
+	// at the end. Open compacts a file when this is under half of it.
+	InUseBytes int64
 }
 
 // Stats counts keys across partitions (walking every partition's pages) and
-// reports the file size.
+// reports the file's size and how much of it is in use.
 func (db *DB) Stats() (Stats, error) {
 	var s Stats
 	err := db.view(func(tx *bolt.Tx) error {
+		s.InUseBytes = inUseBytes(db.bolt, tx)
 		objects := tx.Bucket(bucketObjects)
 		return objects.ForEachBucket(func(name []byte) error {
 			s.Keys += int64(objects.Bucket(name).Stats().KeyN)
@@ -393,6 +527,10 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 	}
 	return closedErr(db.bolt.Batch(fn))
 }
+
+// errRollback makes bbolt roll back a write transaction that has nothing to
+// commit, or whose caller's function failed.
+var errRollback = errors.New("store: roll back")
 
 func closedErr(err error) error {
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {

@@ -590,6 +590,7 @@ func TestUseAfterClose(t *testing.T) {
 	}
 	_, checks["Get"] = db.Get(1, []byte("k"))
 	_, checks["Update"] = db.Update(1, []byte("k"), set)
+	checks["UpdateMany"] = db.UpdateMany(1, [][]byte{[]byte("k")}, func(int, []byte) ([]byte, error) { return []byte("v"), nil })
 	_, checks["GetMeta"] = db.GetMeta("m")
 	_, checks["Partitions"] = db.Partitions()
 	_, checks["Stats"] = db.Stats()
@@ -695,4 +696,194 @@ func BenchmarkUpdateSerial(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// keysOf returns n keys named prefix-000, prefix-001, ...
+func keysOf(prefix string, n int) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "%s-%03d", prefix, i)
+	}
+	return keys
+}
+
+func TestUpdateMany(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, Options{})
+	put(t, db, 5, "new-001", "kept")
+	put(t, db, 5, "new-002", "deleted")
+	put(t, db, 6, "new-003", "other partition")
+
+	keys := keysOf("new", 300)
+	keys = append(keys, []byte("new-000")) // listed twice: sees its first write
+	before := lastTxID(t, db)
+	var calls []int
+	err := db.UpdateMany(5, keys, func(i int, old []byte) ([]byte, error) {
+		calls = append(calls, i)
+		switch {
+		case i == 1:
+			return []byte("ignored"), ErrNoChange
+		case i == 2:
+			return nil, nil
+		case i == 4:
+			return old, nil // absent: stores nothing, and is no error
+		case i == len(keys)-1:
+			return append(bytes.Clone(old), "+again"...), nil
+		case old != nil:
+			return nil, fmt.Errorf("key %d: old = %q, want absent", i, old)
+		}
+		return append([]byte("v:"), keys[i]...), nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateMany: %v", err)
+	}
+	if len(calls) != len(keys) {
+		t.Fatalf("fn called %d times for %d keys", len(calls), len(keys))
+	}
+	for i, got := range calls {
+		if got != i {
+			t.Fatalf("call %d was for key %d: want each key once, in order", i, got)
+		}
+	}
+	if after := lastTxID(t, db); after != before+1 {
+		t.Fatalf("UpdateMany committed %d transactions, want 1", after-before)
+	}
+	mustCheck(t, db)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = openTestDB(t, dir, Options{})
+	for i, key := range keys[:300] {
+		want := "v:" + string(key)
+		switch i {
+		case 0:
+			want += "+again"
+		case 1:
+			want = "kept"
+		case 2, 4:
+			want = ""
+		}
+		v := mustGet(t, db, 5, string(key))
+		if want == "" && v != nil || want != "" && string(v) != want {
+			t.Errorf("after reopen: Get(5, %q) = %q, want %q", key, v, want)
+		}
+	}
+	if v := mustGet(t, db, 6, "new-003"); string(v) != "other partition" {
+		t.Errorf("key of another partition: Get = %q", v)
+	}
+	if s, _ := db.Stats(); s.Keys != 300-2+1 {
+		t.Errorf("Stats.Keys = %d, want %d", s.Keys, 300-2+1)
+	}
+}
+
+func TestUpdateManyWritesAllOrNothing(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	put(t, db, 1, "k-000", "old")
+	before := lastTxID(t, db)
+	keys := keysOf("k", 100)
+	set := func(int, []byte) ([]byte, error) { return []byte("new"), nil }
+
+	boom := errors.New("boom")
+	calls := 0
+	err := db.UpdateMany(1, keys, func(i int, old []byte) ([]byte, error) {
+		calls++
+		if i == 50 {
+			return []byte("x"), boom
+		}
+		return []byte("new"), nil
+	})
+	if err != boom {
+		t.Fatalf("fn error: UpdateMany = %v, want %v unwrapped", err, boom)
+	}
+	if calls != 51 {
+		t.Errorf("fn called %d times, want 51: the error stops the call", calls)
+	}
+	// Into a partition that does not exist yet: not even its bucket stays.
+	if err := db.UpdateMany(2, keys, func(i int, old []byte) ([]byte, error) {
+		if i == len(keys)-1 {
+			return nil, boom
+		}
+		return []byte("new"), nil
+	}); err != boom {
+		t.Fatalf("fn error in new partition: UpdateMany = %v, want %v", err, boom)
+	}
+
+	bad := map[string]struct {
+		key  []byte
+		want error
+	}{
+		"empty key": {nil, ErrEmptyKey},
+		"huge key":  {bytes.Repeat([]byte("k"), MaxKeySize+1), ErrKeyTooLarge},
+	}
+	for name, tc := range bad {
+		withBad := slices.Concat(keys[:10], [][]byte{tc.key}, keys[10:])
+		err := db.UpdateMany(1, withBad, func(int, []byte) ([]byte, error) {
+			t.Errorf("%s: fn called", name)
+			return nil, nil
+		})
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "key 10") {
+			t.Errorf("%s: UpdateMany = %v, want %v naming key 10", name, err, tc.want)
+		}
+	}
+
+	// Nothing to do: no transaction commits, so no fsync is paid.
+	noChange := func(int, []byte) ([]byte, error) { return nil, ErrNoChange }
+	if err := db.UpdateMany(1, keys, noChange); err != nil {
+		t.Errorf("all ErrNoChange: UpdateMany = %v", err)
+	}
+	deleteAbsent := func(int, []byte) ([]byte, error) { return nil, nil }
+	if err := db.UpdateMany(1, keys[1:], deleteAbsent); err != nil {
+		t.Errorf("deleting absent keys: UpdateMany = %v", err)
+	}
+	for _, empty := range [][][]byte{nil, {}} {
+		if err := db.UpdateMany(1, empty, set); err != nil {
+			t.Errorf("UpdateMany(%#v) = %v, want nil", empty, err)
+		}
+	}
+
+	if after := lastTxID(t, db); after != before {
+		t.Fatalf("write transactions committed: tx id %d -> %d", before, after)
+	}
+	if v := mustGet(t, db, 1, "k-000"); string(v) != "old" {
+		t.Errorf("Get(k-000) = %q, want old", v)
+	}
+	if s, _ := db.Stats(); s.Keys != 1 {
+		t.Errorf("Stats.Keys = %d, want 1", s.Keys)
+	}
+	if parts, _ := db.Partitions(); !slices.Equal(parts, []uint32{1}) {
+		t.Errorf("Partitions = %v, want [1]", parts)
+	}
+}
+
+// BenchmarkHandoffPage compares storing one handoff page of 256 keys of 1
+// KiB with an Update per key, as one writer does, against one UpdateMany.
+func BenchmarkHandoffPage(b *testing.B) {
+	const keys, valueSize = 256, 1024
+	value := bytes.Repeat([]byte("v"), valueSize)
+	b.Run("Update", func(b *testing.B) {
+		db := openTestDB(b, b.TempDir(), Options{})
+		b.SetBytes(keys * valueSize)
+		page := 0
+		for b.Loop() {
+			page++
+			for _, key := range keysOf(fmt.Sprint(page), keys) {
+				if _, err := db.Update(0, key, func([]byte) ([]byte, error) { return value, nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("UpdateMany", func(b *testing.B) {
+		db := openTestDB(b, b.TempDir(), Options{})
+		b.SetBytes(keys * valueSize)
+		page := 0
+		for b.Loop() {
+			page++
+			err := db.UpdateMany(0, keysOf(fmt.Sprint(page), keys), func(int, []byte) ([]byte, error) { return value, nil })
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
