@@ -579,6 +579,10 @@ func TestJoinMovesData(t *testing.T) {
 	keys := rebalanceKeys("join", 10000, 100)
 	c.writeAllWith(t, "3 nodes, before the join", keys, []int{0, 1, 2}, rebalanceWriters)
 	c.waitSettledBefore(t, "the join", []int{0, 1, 2})
+	var inUseBefore [3]float64
+	for i := range inUseBefore {
+		inUseBefore[i] = c.metrics(t, i)["dynamo_storage_in_use_bytes"]
+	}
 
 	joiner := c.define(t, freeAddrs(t, 3))
 	id := c.nodes[joiner].id
@@ -602,6 +606,16 @@ func TestJoinMovesData(t *testing.T) {
 	w.log(t, id, start, 0, payloadBytes(pl, id), count(pl, id))
 	if members[id].BytesMoved <= 0 {
 		t.Errorf("%s reports bytes_moved %d after it received partitions", id, members[id].BytesMoved)
+	}
+	// The old nodes each lost a quarter of their partitions: the space
+	// those held is free for reuse (the file shrinks at a restart, when a
+	// compaction is worth it).
+	for i, before := range inUseBefore {
+		after := c.metrics(t, i)["dynamo_storage_in_use_bytes"]
+		t.Logf("%s: data file in use %.0f KiB before the join, %.0f KiB after (%+.0f%%)", c.nodes[i].id, before/1024, after/1024, 100*(after-before)/before)
+		if after >= before {
+			t.Errorf("%s: %.0f bytes of the data file in use after dropping partitions, %.0f before", c.nodes[i].id, after, before)
+		}
 	}
 	c.logBalance(t, pl, ring, members)
 }

@@ -65,7 +65,7 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, m.staleForwards, owned, inTransfer, members, ringMembers, pendingHints{n})
+	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, m.staleForwards, owned, inTransfer, members, ringMembers, pendingHints{n}, storageSize{n})
 	return m
 }
 
@@ -106,4 +106,30 @@ func (p pendingHints) Collect(ch chan<- prometheus.Metric) {
 	for target, c := range counts {
 		ch <- prometheus.MustNewConstMetric(pendingHintsDesc, prometheus.GaugeValue, float64(c), target)
 	}
+}
+
+// storageSize reports the data file's size and how much of it holds live
+// data, at scrape time. Dropped partitions shrink the second at once; the
+// file itself shrinks when a start-up compacts it.
+type storageSize struct{ n *Node }
+
+var (
+	storageFileDesc = prometheus.NewDesc("dynamo_storage_file_bytes",
+		"Size of this node's data file on disk.", nil, nil)
+	storageInUseDesc = prometheus.NewDesc("dynamo_storage_in_use_bytes",
+		"Part of the data file that holds live data; the rest is free pages the store reuses (and gives back by compacting at start-up when they are most of the file).", nil, nil)
+)
+
+func (s storageSize) Describe(ch chan<- *prometheus.Desc) {
+	ch <- storageFileDesc
+	ch <- storageInUseDesc
+}
+
+func (s storageSize) Collect(ch chan<- prometheus.Metric) {
+	file, inUse, err := s.n.db.Size()
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(storageFileDesc, prometheus.GaugeValue, float64(file))
+	ch <- prometheus.MustNewConstMetric(storageInUseDesc, prometheus.GaugeValue, float64(inUse))
 }
