@@ -156,13 +156,22 @@ func (m *mover) recordRing(r *ring.Ring) bool {
 			return false
 		}
 	}
+	if prev == nil && len(m.n.cfg.Join) > 0 {
+		// The first ring of a node that joins: the others worked to the
+		// ring of the members without it. Keeping that ring makes this
+		// node's quorums joint too, so it reads where data was acked.
+		if before := m.ringWithout(r, m.n.cfg.ID); before != nil {
+			m.rings = append(m.rings, before)
+			prev = before
+		}
+	}
 	m.rings = append(m.rings, r)
 	if len(m.rings) > maxRetainedRings {
 		m.rings = m.rings[len(m.rings)-maxRetainedRings:]
 	}
-	if prev == nil && len(m.n.cfg.Join) == 0 {
-		// The first ring of a node that founded its cluster: there is
-		// nobody to receive anything from.
+	if prev == nil {
+		// The first ring of a node that founded its cluster (or joined
+		// nobody): there is nothing to receive.
 		prev = r
 	}
 	self := m.n.cfg.ID
@@ -185,6 +194,19 @@ func (m *mover) recordRing(r *ring.Ring) bool {
 		m.n.logger.Info("partitions to receive after ring change", "added", added, "pending", len(m.pending))
 	}
 	return true
+}
+
+// ringWithout is r without member id, nil when nobody would be left.
+func (m *mover) ringWithout(r *ring.Ring, id string) *ring.Ring {
+	members := slices.DeleteFunc(slices.Clone(r.Members()), func(m string) bool { return m == id })
+	if len(members) == 0 {
+		return nil
+	}
+	before, err := ring.New(m.n.cfg.Partitions, members, m.n.cfg.N)
+	if err != nil {
+		return nil
+	}
+	return before
 }
 
 // isPending reports whether this node is still receiving partition p.
