@@ -137,7 +137,7 @@ func (f *fakeService) Delete(_ context.Context, req node.DeleteRequest) (version
 	if req.HasContext {
 		ctx = req.Context
 	}
-	next := cur.Delete(ctx)
+	next := cur.Delete(ctx, time.Unix(1_700_000_000, 0))
 	if len(next.Clock) > 0 {
 		f.objects[string(req.Key)] = next
 	}

@@ -226,7 +226,7 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 		clientCtx = seen.Context()
 	}
 	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
-		return cur.Delete(clientCtx), nil
+		return cur.Delete(clientCtx, c.cfg.Now()), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("replication: local delete: %w", err)
@@ -277,7 +277,7 @@ func (c *Coordinator) DeleteAsStandIn(ctx context.Context, plan Plan, key []byte
 	if err != nil {
 		return nil, err
 	}
-	if err := c.standInWrite(ctx, plan, key, base.Delete(clientCtx)); err != nil {
+	if err := c.standInWrite(ctx, plan, key, base.Delete(clientCtx, c.cfg.Now())); err != nil {
 		return nil, err
 	}
 	return clientCtx, nil

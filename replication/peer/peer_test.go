@@ -177,7 +177,7 @@ var testObjects = sync.OnceValue(func() map[string]*version.Object {
 		"empty value": write(nil, 1, "", ""),
 		"live":        live,
 		"siblings":    version.Merge(a, b),
-		"tombstone":   live.Delete(live.Context()),
+		"tombstone":   live.Delete(live.Context(), time.Unix(1_700_000_000, 0)),
 		"big":         write(nil, 9, strings.Repeat("x", 100<<10), "application/octet-stream"),
 	}
 })

@@ -17,6 +17,9 @@ const (
 	MaxContextLen = 128 << 10
 
 	formatV1 byte = 1
+	// formatV2 is formatV1 followed by a tombstone's deletion time (a
+	// varint); objects with none are still written as formatV1.
+	formatV2 byte = 2
 )
 
 // ErrMalformed reports bytes that are not a valid encoding.
@@ -65,7 +68,11 @@ func (o *Object) Marshal() []byte {
 // AppendBinary appends o's encoding to buf.
 func (o *Object) AppendBinary(buf []byte) []byte {
 	cur := o.orEmpty()
-	buf = append(buf, formatV1)
+	format := formatV1
+	if cur.Deleted != 0 && len(cur.Siblings) == 0 {
+		format = formatV2
+	}
+	buf = append(buf, format)
 	buf = appendClock(buf, cur.Clock)
 	buf = binary.AppendUvarint(buf, uint64(len(cur.Siblings)))
 	for _, s := range cur.Siblings {
@@ -73,6 +80,9 @@ func (o *Object) AppendBinary(buf []byte) []byte {
 		buf = binary.AppendVarint(buf, s.Modified)
 		buf = appendBytes(buf, []byte(s.ContentType))
 		buf = appendBytes(buf, s.Value)
+	}
+	if format == formatV2 {
+		buf = binary.AppendVarint(buf, cur.Deleted)
 	}
 	return buf
 }
@@ -238,7 +248,8 @@ func (d *decoder) clock() Clock {
 }
 
 func (d *decoder) object() (*Object, error) {
-	if d.byte() != formatV1 {
+	format := d.byte()
+	if format != formatV1 && format != formatV2 {
 		d.fail("unknown object format")
 		return nil, d.err
 	}
@@ -258,6 +269,11 @@ func (d *decoder) object() (*Object, error) {
 		}
 		if !o.Clock.Covers(s.Dot) || (i > 0 && !dotLess(o.Siblings[i-1].Dot, s.Dot)) {
 			d.fail("sibling dots unsorted or not covered by the clock")
+		}
+	}
+	if format == formatV2 {
+		if o.Deleted = d.varint(); d.err == nil && (o.Deleted == 0 || len(o.Siblings) > 0) {
+			d.fail("deletion time on a live object, or zero")
 		}
 	}
 	if d.err != nil {

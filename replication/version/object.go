@@ -25,6 +25,12 @@ type Sibling struct {
 type Object struct {
 	Clock    Clock
 	Siblings []Sibling
+	// Deleted is when a tombstone's last sibling was deleted, in Unix
+	// nanoseconds (the latest such time when copies merged), so that
+	// replicas can purge it once a grace period has passed; 0 on live
+	// objects, and on tombstones of unknown age. It is not part of the
+	// object's identity: Equal and Digest ignore it.
+	Deleted int64
 }
 
 // Live reports whether o holds at least one value.
@@ -65,14 +71,18 @@ func (o *Object) Write(actor Actor, ctx Clock, value []byte, contentType string,
 }
 
 // Delete returns o without the siblings ctx covers, its clock absorbing ctx.
-// Siblings ctx does not cover were written concurrently and stay.
-func (o *Object) Delete(ctx Clock) *Object {
+// Siblings ctx does not cover were written concurrently and stay. When none
+// stays, the tombstone records now as its deletion time.
+func (o *Object) Delete(ctx Clock, now time.Time) *Object {
 	cur := o.orEmpty()
 	next := &Object{Clock: cur.Clock.Merge(ctx)}
 	for _, s := range cur.Siblings {
 		if !ctx.Covers(s.Dot) {
 			next.Siblings = append(next.Siblings, s)
 		}
+	}
+	if len(next.Siblings) == 0 {
+		next.Deleted = max(cur.Deleted, now.UnixNano())
 	}
 	return next
 }
@@ -107,6 +117,9 @@ func Merge(a, b *Object) *Object {
 			i++
 			j++
 		}
+	}
+	if len(out.Siblings) == 0 {
+		out.Deleted = max(a.Deleted, b.Deleted)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package version
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -189,14 +190,14 @@ func TestDelete(t *testing.T) {
 	// A concurrent write lands on the same copy before the delete.
 	o, db := write(o, actB, nil, "vb")
 
-	del := o.Delete(ctx)
+	del := o.Delete(ctx, t0)
 	wantDots(t, del, db)
 	if !del.Clock.Equal(o.Clock) {
 		t.Fatalf("clock %v, want %v", del.Clock, o.Clock)
 	}
 	wantDots(t, o, da, db) // input untouched
 
-	all := o.Delete(o.Context())
+	all := o.Delete(o.Context(), t0)
 	wantDots(t, all)
 	if all.Live() || len(all.Clock) == 0 {
 		t.Fatalf("want a tombstone, got %+v", all)
@@ -205,14 +206,14 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("tombstone Modified = %v", all.Modified())
 	}
 
-	keep := o.Delete(nil)
+	keep := o.Delete(nil, t0)
 	wantDots(t, keep, da, db)
 	if !keep.Equal(o) {
 		t.Fatal("Delete(nil) changed a live object")
 	}
 
 	// Deleting a key never seen here leaves a tombstone holding the context.
-	tomb := (*Object)(nil).Delete(ctx)
+	tomb := (*Object)(nil).Delete(ctx, t0)
 	wantDots(t, tomb)
 	if !tomb.Clock.Equal(ctx) {
 		t.Fatalf("tombstone clock %v, want %v", tomb.Clock, ctx)
@@ -224,7 +225,7 @@ func TestDeleteConcurrentSiblingSurvives(t *testing.T) {
 	// context {a:1} while another writes b:1 without context on replica 2.
 	r1, da := write(nil, actA, nil, "va")
 	r2 := r1
-	tomb := r1.Delete(r1.Context())
+	tomb := r1.Delete(r1.Context(), t0)
 	r2, db := write(r2, actB, nil, "vb")
 	for _, m := range []*Object{Merge(tomb, r2), Merge(r2, tomb)} {
 		wantDots(t, m, db)
@@ -238,7 +239,7 @@ func TestTombstoneDoesNotResurrect(t *testing.T) {
 	stale, _ := write(nil, actA, nil, "v1")
 	cur, _ := write(stale, actA, stale.Context(), "v2")
 	cur, _ = write(cur, actB, nil, "v3")
-	tomb := cur.Delete(cur.Context())
+	tomb := cur.Delete(cur.Context(), t0)
 	wantDots(t, tomb)
 
 	m := Merge(stale, tomb)
@@ -297,7 +298,7 @@ func TestEqualDominatesDigest(t *testing.T) {
 	}
 
 	a2, _ := write(a, actA, nil, "v2")
-	tomb := a.Delete(Clock{{actA, 2}}) // same clock as a2, no siblings
+	tomb := a.Delete(Clock{{actA, 2}}, t0) // same clock as a2, no siblings
 	if !tomb.Clock.Equal(a2.Clock) {
 		t.Fatalf("setup: %v vs %v", tomb.Clock, a2.Clock)
 	}
@@ -341,7 +342,7 @@ func TestModified(t *testing.T) {
 	if got := o.Modified(); !got.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("Modified = %v, want newest sibling", got)
 	}
-	if got := o.Delete(o.Context()).Modified(); !got.IsZero() {
+	if got := o.Delete(o.Context(), t0).Modified(); !got.IsZero() {
 		t.Fatalf("tombstone Modified = %v", got)
 	}
 }
@@ -475,7 +476,7 @@ func (c *cluster) step() {
 	case op < 6: // delete
 		ctx := c.context(i)
 		c.ghosts = append(c.ghosts, ctx)
-		next := cur.Delete(ctx)
+		next := cur.Delete(ctx, t0)
 		for _, s := range cur.orEmpty().Siblings {
 			if slices.Contains(dotsOf(next), s.Dot) == ctx.Covers(s.Dot) {
 				t.Fatalf("delete with %v: sibling %v kept=%v", ctx, s.Dot, !ctx.Covers(s.Dot))
@@ -627,10 +628,62 @@ func TestWriteDeleteDoNotMutate(t *testing.T) {
 		before := o.Marshal()
 		_, _ = o.Write(actA, o.Context(), []byte("x"), "", t0)
 		_, _ = o.Write(actB, nil, []byte("y"), "", t0)
-		_ = o.Delete(o.Context())
-		_ = o.Delete(Clock{{actA, 1}})
+		_ = o.Delete(o.Context(), t0)
+		_ = o.Delete(Clock{{actA, 1}}, t0)
 		if !bytes.Equal(before, o.Marshal()) {
 			t.Fatalf("input object mutated: %+v", o)
 		}
+	}
+}
+
+// A tombstone remembers when it was made, so replicas can purge it after a
+// grace period; the time travels with merges and encodings but is not part
+// of the object's identity.
+func TestTombstoneDeletionTime(t *testing.T) {
+	live, _ := (*Object)(nil).Write(actA, nil, []byte("v"), "", t0)
+	tomb := live.Delete(live.Context(), t0.Add(time.Minute))
+	if tomb.Live() || tomb.Deleted != t0.Add(time.Minute).UnixNano() {
+		t.Fatalf("tombstone deleted at %d, want %d", tomb.Deleted, t0.Add(time.Minute).UnixNano())
+	}
+	if keep := live.Delete(nil, t0); keep.Deleted != 0 {
+		t.Fatalf("a delete that left a sibling recorded a deletion time %d", keep.Deleted)
+	}
+
+	later := live.Delete(live.Context(), t0.Add(time.Hour))
+	if got := Merge(tomb, later); got.Deleted != later.Deleted {
+		t.Fatalf("merged tombstones deleted at %d, want the later %d", got.Deleted, later.Deleted)
+	}
+	if got := Merge(live, tomb); got.Live() || got.Deleted != tomb.Deleted {
+		t.Fatalf("merging a tombstone into its live copy gave %+v", got)
+	}
+	rewritten, _ := tomb.Write(actB, tomb.Context(), []byte("again"), "", t0)
+	if rewritten.Deleted != 0 || Merge(rewritten, tomb).Deleted != 0 {
+		t.Fatalf("a live object kept a deletion time: %d", rewritten.Deleted)
+	}
+	if !tomb.Equal(later) || tomb.Digest() != later.Digest() {
+		t.Fatal("tombstones of one history differ by deletion time")
+	}
+
+	enc := tomb.Marshal()
+	if enc[0] != formatV2 {
+		t.Fatalf("tombstone with a time encoded as format %d", enc[0])
+	}
+	got, err := Unmarshal(enc)
+	if err != nil || got.Deleted != tomb.Deleted || !got.Equal(tomb) {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	if enc := live.Marshal(); enc[0] != formatV1 {
+		t.Fatalf("live object encoded as format %d, want %d as before", enc[0], formatV1)
+	}
+	// A deletion time on a live object, or a zero one, is refused.
+	bad := append([]byte{formatV2}, live.Marshal()[1:]...)
+	bad = binary.AppendVarint(bad, 5)
+	if _, err := Unmarshal(bad); err == nil {
+		t.Error("accepted a deletion time on a live object")
+	}
+	zero := append([]byte{formatV2}, (&Object{Clock: tomb.Clock}).Marshal()[1:]...)
+	zero = binary.AppendVarint(zero, 0)
+	if _, err := Unmarshal(zero); err == nil {
+		t.Error("accepted a zero deletion time")
 	}
 }
