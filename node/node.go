@@ -30,7 +30,8 @@ type Node struct {
 	cfg     Config
 	logger  *slog.Logger
 	db      *store.DB
-	objects objectStore
+	objects *objectStore
+	ae      *replication.AntiEntropy // nil when anti-entropy is off
 	ident   identity
 	actors  *actors
 	mover   *mover
@@ -105,7 +106,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		logger:   logger,
 		db:       db,
-		objects:  objectStore{db},
+		objects:  &objectStore{db: db},
 		table:    newMemberTable(),
 		registry: registry,
 		done:     make(chan struct{}),
@@ -150,11 +151,6 @@ func (n *Node) start() error {
 
 	n.transport = n.cfg.Transport
 	if n.transport == nil {
-		ln, err := peer.Listen(n.cfg.PeerListen, n)
-		if err != nil {
-			return fmt.Errorf("peer-listen: %w", err)
-		}
-		n.peerServer = ln
 		n.transport = peer.NewTransport(peer.Options{Self: n.cfg.ID, Resolve: n.peerAddr})
 	}
 	n.metrics = newNodeMetrics(n.registry, n)
@@ -187,6 +183,25 @@ func (n *Node) start() error {
 		Gone:      n.memberGone,
 		Redeliver: n.redeliver,
 	}, n.hints, n.transport, n.health, n.pipeline, n.replMetric)
+	if n.cfg.AntiEntropyInterval > 0 {
+		n.objects.trees = replication.NewTrees()
+		n.ae = replication.NewAntiEntropy(replication.AntiEntropyConfig{
+			Interval: n.cfg.AntiEntropyInterval,
+			Grace:    n.cfg.TombstoneGrace,
+			Replicas: n.fellowReplicas,
+			Now:      n.cfg.Now,
+			Logger:   n.logger,
+		}, n.objects, n.objects.trees, n.transport, n.health, n.pipeline, n.registry)
+		n.objects.ae = n.ae
+	}
+	// Serve peers only now: their requests need everything above.
+	if n.cfg.Transport == nil {
+		ln, err := peer.Listen(n.cfg.PeerListen, n)
+		if err != nil {
+			return fmt.Errorf("peer-listen: %w", err)
+		}
+		n.peerServer = ln
+	}
 
 	n.membership = n.cfg.Membership
 	if n.membership == nil {
@@ -208,7 +223,26 @@ func (n *Node) start() error {
 	})
 	n.loops.Go(func() { n.handoff.Run(ctx) })
 	n.loops.Go(func() { n.mover.run(ctx) })
+	if n.ae != nil {
+		n.loops.Go(func() { n.ae.Run(ctx) })
+	}
 	return nil
+}
+
+// fellowReplicas lists, for anti-entropy, the partitions this node
+// replicates with their other replicas; not while data follows a ring
+// change (partition handoff is at work then, and replica sets move).
+func (n *Node) fellowReplicas() (map[int][]string, bool) {
+	r := n.ring.Load()
+	if r == nil || !n.mover.steady() {
+		return nil, false
+	}
+	nReplicas := min(n.cfg.N, len(r.Members()))
+	out := map[int][]string{}
+	for _, p := range r.Replicas(n.cfg.ID, nReplicas) {
+		out[p] = slices.DeleteFunc(r.PreferenceList(p, nReplicas), func(id string) bool { return id == n.cfg.ID })
+	}
+	return out, true
 }
 
 // seeds are the gossip addresses to join: --join, or else the members this
@@ -597,6 +631,9 @@ func (n *Node) HandleRange(_ context.Context, _ string, req replication.RangeReq
 	size := 0
 	errPageFull := errors.New("page full")
 	err := n.db.ScanFrom(uint32(req.Partition), req.After, func(key, value []byte) error {
+		if req.Buckets != nil && !req.Buckets.Contains(key) {
+			return nil
+		}
 		if len(resp.Items) > 0 && size >= req.MaxBytes {
 			resp.Next = slices.Clone(resp.Items[len(resp.Items)-1].Key)
 			return errPageFull
@@ -615,13 +652,29 @@ func (n *Node) HandleRange(_ context.Context, _ string, req replication.RangeReq
 	return resp, nil
 }
 
+// HandleExchange answers one step of another replica's anti-entropy
+// comparison of a partition this node replicates.
+func (n *Node) HandleExchange(_ context.Context, _ string, req replication.ExchangeRequest) (replication.ExchangeResponse, error) {
+	if err := n.enter(); err != nil {
+		return replication.ExchangeResponse{}, err
+	}
+	defer n.exit()
+	if n.ae == nil {
+		return replication.ExchangeResponse{}, fmt.Errorf("%w: anti-entropy is off on %s", replication.ErrUnavailable, n.cfg.ID)
+	}
+	if !n.mover.holds(req.Partition) {
+		return replication.ExchangeResponse{}, fmt.Errorf("%w: partition %d", replication.ErrNotReplica, req.Partition)
+	}
+	return n.ae.HandleExchange(req)
+}
+
 // retirePartition drops this node's copy of a partition it no longer
 // replicates, first giving the partition a new actor (see actors).
 func (n *Node) retirePartition(p int) error {
 	if err := n.actors.retire(p); err != nil {
 		return err
 	}
-	return n.db.DropPartition(uint32(p))
+	return n.objects.Drop(p)
 }
 
 // Leave takes this node out of the ring: it stops serving clients, the

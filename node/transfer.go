@@ -209,6 +209,14 @@ func (m *mover) ringWithout(r *ring.Ring, id string) *ring.Ring {
 	return before
 }
 
+// steady reports whether data is in place for the current ring: nothing
+// to receive, and no older ring retained.
+func (m *mover) steady() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.rings) == 1 && len(m.pending) == 0
+}
+
 // isPending reports whether this node is still receiving partition p.
 func (m *mover) isPending(p int) bool {
 	m.mu.Lock()
@@ -416,7 +424,7 @@ func (m *mover) stream(ctx context.Context, p int, cur *pull) (done, incomplete 
 			return false, false, err
 		}
 		cur.Incomplete = cur.Incomplete || resp.Incomplete
-		if err := m.n.objects.MergeAll(p, resp.Items); err != nil {
+		if _, err := m.n.objects.MergeAll(p, resp.Items); err != nil {
 			return false, false, err
 		}
 		var page int64

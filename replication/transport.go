@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 
+	"github.com/dynamo-kv/dynamo/replication/merkle"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
@@ -19,8 +20,11 @@ type Transport interface {
 	// Coordinate asks a replica to run a client request as its coordinator.
 	Coordinate(ctx context.Context, to string, req CoordinateRequest) (CoordinateResponse, error)
 	// Range streams one page of a partition a node holds, for moving
-	// partitions when the ring changes.
+	// partitions when the ring changes and for anti-entropy repairs.
 	Range(ctx context.Context, to string, req RangeRequest) (RangeResponse, error)
+	// Exchange sends one message of a Merkle tree comparison of a
+	// partition (anti-entropy) and returns the replica's answer.
+	Exchange(ctx context.Context, to string, req ExchangeRequest) (ExchangeResponse, error)
 }
 
 // Handler serves what other nodes send through a Transport. The node
@@ -30,6 +34,7 @@ type Handler interface {
 	HandleStore(ctx context.Context, from string, req StoreRequest) (StoreResponse, error)
 	HandleCoordinate(ctx context.Context, from string, req CoordinateRequest) (CoordinateResponse, error)
 	HandleRange(ctx context.Context, from string, req RangeRequest) (RangeResponse, error)
+	HandleExchange(ctx context.Context, from string, req ExchangeRequest) (ExchangeResponse, error)
 }
 
 // FetchRequest asks for one replica's copy of a key.
@@ -107,12 +112,14 @@ type CoordinateResponse struct {
 // RangeRequest asks for the keys of a partition after After (nil: from the
 // first), up to about MaxBytes of encoded objects (at least one key).
 // RingVersion is the receiver's ring: a sender working to another ring
-// marks the page incomplete.
+// marks the page incomplete. Buckets, when set, limits the page to the keys
+// of those Merkle tree buckets (an anti-entropy repair).
 type RangeRequest struct {
 	Partition   int
 	After       []byte
 	MaxBytes    int
 	RingVersion uint64
+	Buckets     *merkle.Diff
 }
 
 // RangeItem is one key of a partition with the sender's copy of it.
@@ -130,4 +137,17 @@ type RangeResponse struct {
 	Items      []RangeItem
 	Next       []byte
 	Incomplete bool
+}
+
+// ExchangeRequest carries one message of a Merkle tree comparison of a
+// partition (see package merkle).
+type ExchangeRequest struct {
+	Partition int
+	Message   merkle.Message
+}
+
+// ExchangeResponse is the replica's answer: a message one level deeper, or
+// the outcome (Message.Done).
+type ExchangeResponse struct {
+	Message merkle.Message
 }

@@ -375,8 +375,19 @@ func (db *DB) Scan(partition uint32, fn func(key, value []byte) error) error {
 // ScanFrom is Scan starting after key after (nil: from the first key), for
 // streaming a partition in pages.
 func (db *DB) ScanFrom(partition uint32, after []byte, fn func(key, value []byte) error) error {
+	return db.ScanSnapshot(partition, after, nil, fn)
+}
+
+// ScanSnapshot is ScanFrom that also calls begun (when not nil) once its
+// read transaction has begun and before the first key: every write that
+// commits after begun returns is missing from the scan, every write that
+// committed before it is in it.
+func (db *DB) ScanSnapshot(partition uint32, after []byte, begun func(), fn func(key, value []byte) error) error {
 	var fnErr error
 	err := db.view(func(tx *bolt.Tx) error {
+		if begun != nil {
+			begun()
+		}
 		b := partitionBucket(tx, partition)
 		if b == nil {
 			return nil
@@ -399,6 +410,22 @@ func (db *DB) ScanFrom(partition uint32, after []byte, fn func(key, value []byte
 		return fmt.Errorf("store: scan partition %d: %w", partition, err)
 	}
 	return fnErr
+}
+
+// Count returns how many keys a partition holds (walking its pages, not
+// its values).
+func (db *DB) Count(partition uint32) (int, error) {
+	n := 0
+	err := db.view(func(tx *bolt.Tx) error {
+		if b := partitionBucket(tx, partition); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: count partition %d: %w", partition, err)
+	}
+	return n, nil
 }
 
 // Partitions returns the partition numbers that hold at least one key,

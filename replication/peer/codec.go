@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/merkle"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
@@ -22,9 +23,11 @@ import (
 //	                    context:clock quorum:uvarint
 //	CoordinateResponse  object:optobject context:clock
 //	RangeRequest        partition:uvarint after:bytes maxbytes:uvarint
-//	                    ringversion:u64
+//	                    ringversion:u64 buckets:optbytes (merkle Done message)
 //	RangeResponse       count:uvarint, per item key:bytes object:optobject,
 //	                    then next:optbytes flags:byte
+//	ExchangeRequest     partition:uvarint message:bytes (merkle message)
+//	ExchangeResponse    message:bytes (merkle message)
 //
 //	bytes      uvarint length, then that many bytes; empty decodes as nil
 //	optbytes   0x00 for nil, or 0x01 then bytes; empty decodes as non-nil
@@ -164,13 +167,27 @@ func appendRangeRequest(buf []byte, r replication.RangeRequest) []byte {
 	buf = appendInt(buf, r.Partition)
 	buf = appendBytes(buf, r.After)
 	buf = appendInt(buf, r.MaxBytes)
-	return binary.BigEndian.AppendUint64(buf, r.RingVersion)
+	buf = binary.BigEndian.AppendUint64(buf, r.RingVersion)
+	var buckets []byte
+	if r.Buckets != nil {
+		buckets = merkle.Message{Depth: r.Buckets.Depth, LeafBits: r.Buckets.Depth, Nodes: r.Buckets.Buckets, Done: true}.Marshal()
+	}
+	return appendOptBytes(buf, buckets)
 }
 
 func decodeRangeRequest(data []byte) (replication.RangeRequest, error) {
 	d := decoder{buf: data}
 	r := replication.RangeRequest{Partition: d.int("partition"), After: d.bytes(), MaxBytes: d.int("maxbytes")}
 	r.RingVersion = d.u64()
+	if buckets := d.optBytes(); buckets != nil && d.err == nil {
+		m, err := merkle.Unmarshal(buckets)
+		if err != nil || !m.Done {
+			d.fail("range buckets: not a merkle outcome")
+		} else {
+			diff := m.Diff()
+			r.Buckets = &diff
+		}
+	}
 	if err := d.finish(); err != nil {
 		return replication.RangeRequest{}, err
 	}
@@ -208,6 +225,34 @@ func decodeRangeResponse(data []byte) (replication.RangeResponse, error) {
 	r.Incomplete = d.flags(flagIncomplete)&flagIncomplete != 0
 	if err := d.finish(); err != nil {
 		return replication.RangeResponse{}, err
+	}
+	return r, nil
+}
+
+func appendExchangeRequest(buf []byte, r replication.ExchangeRequest) []byte {
+	buf = appendInt(buf, r.Partition)
+	return appendBytes(buf, r.Message.Marshal())
+}
+
+func decodeExchangeRequest(data []byte) (replication.ExchangeRequest, error) {
+	d := decoder{buf: data}
+	r := replication.ExchangeRequest{Partition: d.int("partition")}
+	r.Message = d.merkle()
+	if err := d.finish(); err != nil {
+		return replication.ExchangeRequest{}, err
+	}
+	return r, nil
+}
+
+func appendExchangeResponse(buf []byte, r replication.ExchangeResponse) []byte {
+	return appendBytes(buf, r.Message.Marshal())
+}
+
+func decodeExchangeResponse(data []byte) (replication.ExchangeResponse, error) {
+	d := decoder{buf: data}
+	r := replication.ExchangeResponse{Message: d.merkle()}
+	if err := d.finish(); err != nil {
+		return replication.ExchangeResponse{}, err
 	}
 	return r, nil
 }
@@ -278,6 +323,18 @@ func (d *decoder) byte() byte {
 	b := d.buf[0]
 	d.buf = d.buf[1:]
 	return b
+}
+
+func (d *decoder) merkle() merkle.Message {
+	raw := d.bytes()
+	if d.err != nil {
+		return merkle.Message{}
+	}
+	m, err := merkle.Unmarshal(raw)
+	if err != nil {
+		d.fail("merkle message: " + err.Error())
+	}
+	return m
 }
 
 func (d *decoder) u64() uint64 {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/merkle"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
@@ -90,7 +91,24 @@ func FuzzDecodeCoordinateResponse(f *testing.F) {
 func FuzzDecodeRangeRequest(f *testing.F) {
 	fuzzDecoder(f, decodeRangeRequest, appendRangeRequest,
 		replication.RangeRequest{},
-		replication.RangeRequest{Partition: 255, After: []byte("a/b//c"), MaxBytes: 1 << 20, RingVersion: 42})
+		replication.RangeRequest{Partition: 255, After: []byte("a/b//c"), MaxBytes: 1 << 20, RingVersion: 42},
+		replication.RangeRequest{Partition: 3, MaxBytes: 1, Buckets: &merkle.Diff{Depth: 10, Buckets: []uint32{0, 1, 2, 1023}}})
+}
+
+func FuzzDecodeExchangeRequest(f *testing.F) {
+	tree := merkle.New(6)
+	tree.Set([]byte("k"), merkle.Digest{}, merkle.Digest{1})
+	other := merkle.New(6)
+	deeper, _ := other.Reply(tree.Start())
+	fuzzDecoder(f, decodeExchangeRequest, appendExchangeRequest,
+		replication.ExchangeRequest{Partition: 7, Message: tree.Start()},
+		replication.ExchangeRequest{Partition: 1 << 20, Message: deeper})
+}
+
+func FuzzDecodeExchangeResponse(f *testing.F) {
+	fuzzDecoder(f, decodeExchangeResponse, appendExchangeResponse,
+		replication.ExchangeResponse{Message: merkle.Message{LeafBits: 8, Depth: 8, Nodes: []uint32{5, 6, 200}, Done: true}},
+		replication.ExchangeResponse{Message: merkle.Message{LeafBits: 8, Depth: 4, Nodes: []uint32{1, 2}, Hashes: []merkle.Hash{3, 4}}})
 }
 
 func FuzzDecodeRangeResponse(f *testing.F) {

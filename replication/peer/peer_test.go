@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/merkle"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
@@ -29,12 +31,14 @@ type fakeHandler struct {
 	store    replication.StoreRequest
 	coord    replication.CoordinateRequest
 	rng      replication.RangeRequest
+	exchange replication.ExchangeRequest
 	deadline time.Duration // time left on the handler's context, 0 when none
 
-	fetchResp replication.FetchResponse
-	coordResp replication.CoordinateResponse
-	rangeResp replication.RangeResponse
-	err       error
+	fetchResp    replication.FetchResponse
+	coordResp    replication.CoordinateResponse
+	rangeResp    replication.RangeResponse
+	exchangeResp replication.ExchangeResponse
+	err          error
 	// release, when set, blocks every handler until closed, ignoring ctx.
 	release chan struct{}
 }
@@ -93,6 +97,16 @@ func (f *fakeHandler) HandleRange(ctx context.Context, from string, req replicat
 	defer f.mu.Unlock()
 	f.rng = req
 	return f.rangeResp, nil
+}
+
+func (f *fakeHandler) HandleExchange(ctx context.Context, from string, req replication.ExchangeRequest) (replication.ExchangeResponse, error) {
+	if err := f.enter(ctx, from); err != nil {
+		return replication.ExchangeResponse{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exchange = req
+	return f.exchangeResp, nil
 }
 
 // countingListener counts accepted connections.
@@ -232,15 +246,31 @@ func TestRoundTripEveryMessage(t *testing.T) {
 				Items: []replication.RangeItem{{Key: []byte("k1/" + name), Object: obj}, {Key: []byte("k2"), Object: testObjects()["live"]}},
 				Next:  []byte("k2"),
 			}
-			rr, err := p.tr.Range(ctx, "b", replication.RangeRequest{Partition: 9, After: []byte(name), MaxBytes: 1 << 20, RingVersion: 1 << 40})
+			buckets := merkle.Diff{Depth: 12, Buckets: []uint32{3, 4, 5, 4000}}
+			rr, err := p.tr.Range(ctx, "b", replication.RangeRequest{Partition: 9, After: []byte(name), MaxBytes: 1 << 20, RingVersion: 1 << 40, Buckets: &buckets})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.h.rng.Partition != 9 || string(p.h.rng.After) != name || p.h.rng.MaxBytes != 1<<20 || p.h.rng.RingVersion != 1<<40 {
+			if p.h.rng.Partition != 9 || string(p.h.rng.After) != name || p.h.rng.MaxBytes != 1<<20 || p.h.rng.RingVersion != 1<<40 ||
+				p.h.rng.Buckets == nil || p.h.rng.Buckets.Depth != 12 || !slices.Equal(p.h.rng.Buckets.Buckets, buckets.Buckets) {
 				t.Fatalf("range arrived as %+v", p.h.rng)
 			}
 			if !sameRange(rr, p.h.rangeResp) {
 				t.Fatalf("range answered %+v, want %+v", rr, p.h.rangeResp)
+			}
+
+			tree := merkle.New(4)
+			tree.Set([]byte(name), merkle.Digest{}, obj.Digest())
+			p.h.exchangeResp = replication.ExchangeResponse{Message: merkle.Message{LeafBits: 4, Depth: 2, Nodes: []uint32{1, 3}, Hashes: []merkle.Hash{7, 9}}}
+			er, err := p.tr.Exchange(ctx, "b", replication.ExchangeRequest{Partition: 11, Message: tree.Start()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.h.exchange.Partition != 11 || p.h.exchange.Message.Hashes[0] != tree.Root() {
+				t.Fatalf("exchange arrived as %+v", p.h.exchange)
+			}
+			if !slices.Equal(er.Message.Nodes, []uint32{1, 3}) || !slices.Equal(er.Message.Hashes, []merkle.Hash{7, 9}) || er.Message.Depth != 2 {
+				t.Fatalf("exchange answered %+v", er.Message)
 			}
 
 			p.h.coordResp = replication.CoordinateResponse{Object: obj, Context: obj.Context()}

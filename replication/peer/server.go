@@ -34,6 +34,7 @@ const (
 	kindStore      = "store"
 	kindCoordinate = "coordinate"
 	kindRange      = "range"
+	kindExchange   = "exchange"
 
 	// pooledBufferMax keeps one huge body from pinning its buffer in a pool.
 	pooledBufferMax = 1 << 20
@@ -69,13 +70,14 @@ type server struct {
 	store      route
 	coordinate route
 	rangeRoute route
+	exchange   route
 	// bufs holds *[]byte for request and response bodies; decoders copy
 	// what they keep, so a buffer is free again once the answer is written.
 	bufs sync.Pool
 }
 
 // NewServer returns an http.Handler that serves the peer protocol for h:
-// POST PathPrefix+{fetch,store,coordinate,range}. It answers nothing else (404),
+// POST PathPrefix+{fetch,store,coordinate,range,exchange}. It answers nothing else (404),
 // so mounting it on the peer listener exposes no client route.
 func NewServer(h replication.Handler) http.Handler {
 	if h == nil {
@@ -88,6 +90,7 @@ func NewServer(h replication.Handler) http.Handler {
 		store:      serve(decodeStoreRequest, replication.Handler.HandleStore, appendStoreResponse),
 		coordinate: serve(decodeCoordinateRequest, replication.Handler.HandleCoordinate, appendCoordinateResponse),
 		rangeRoute: serve(decodeRangeRequest, replication.Handler.HandleRange, appendRangeResponse),
+		exchange:   serve(decodeExchangeRequest, replication.Handler.HandleExchange, appendExchangeResponse),
 		bufs:       sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }},
 	}
 }
@@ -102,6 +105,8 @@ func (s *server) route(kind string) route {
 		return s.coordinate
 	case kindRange:
 		return s.rangeRoute
+	case kindExchange:
+		return s.exchange
 	}
 	return nil
 }

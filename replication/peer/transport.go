@@ -111,6 +111,11 @@ func (t *Transport) Range(ctx context.Context, to string, req replication.RangeR
 	return roundTrip(ctx, t, to, kindRange, true, req, 24+len(req.After), appendRangeRequest, decodeRangeResponse)
 }
 
+// Exchange sends node to one message of a Merkle tree comparison.
+func (t *Transport) Exchange(ctx context.Context, to string, req replication.ExchangeRequest) (replication.ExchangeResponse, error) {
+	return roundTrip(ctx, t, to, kindExchange, true, req, 16+12*len(req.Message.Hashes), appendExchangeRequest, decodeExchangeResponse)
+}
+
 // roundTrip sends one request. idempotent requests (merging a store twice
 // changes nothing; fetch and range only read) may be resent by net/http when a kept-alive connection
 // turns out to be closed; a coordinate request is never resent.

@@ -23,6 +23,7 @@ const (
 	KindStore      = "store"
 	KindCoordinate = "coordinate"
 	KindRange      = "range"
+	KindExchange   = "exchange"
 )
 
 // Network connects the nodes of one test. Its zero value is not usable; call

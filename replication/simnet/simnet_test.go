@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/merkle"
 	"github.com/dynamo-kv/dynamo/replication/simnet"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
@@ -83,6 +84,15 @@ func (n *node) HandleCoordinate(ctx context.Context, from string, req replicatio
 	defer n.mu.Unlock()
 	n.stored[string(req.Key)] = obj
 	return replication.CoordinateResponse{Object: obj, Context: obj.Clock}, nil
+}
+
+// HandleExchange answers as a replica whose tree is empty.
+func (n *node) HandleExchange(ctx context.Context, from string, req replication.ExchangeRequest) (replication.ExchangeResponse, error) {
+	if err := n.record(ctx, from); err != nil {
+		return replication.ExchangeResponse{}, err
+	}
+	m, err := merkle.New(0).Reply(req.Message)
+	return replication.ExchangeResponse{Message: m}, err
 }
 
 // HandleRange answers with every stored key in order, in one page.

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/dynamo-kv/dynamo/replication"
+	"github.com/dynamo-kv/dynamo/replication/merkle"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
@@ -31,6 +32,25 @@ func (t *transport) Coordinate(ctx context.Context, to string, req replication.C
 
 func (t *transport) Range(ctx context.Context, to string, req replication.RangeRequest) (replication.RangeResponse, error) {
 	return call(ctx, t.net, t.from, to, KindRange, req, copyRangeRequest, copyRangeResponse, replication.Handler.HandleRange)
+}
+
+func (t *transport) Exchange(ctx context.Context, to string, req replication.ExchangeRequest) (replication.ExchangeResponse, error) {
+	return call(ctx, t.net, t.from, to, KindExchange, req, copyExchangeRequest, copyExchangeResponse, replication.Handler.HandleExchange)
+}
+
+// copyMessage round-trips a Merkle message through its wire encoding.
+func copyMessage(m merkle.Message) (merkle.Message, error) { return merkle.Unmarshal(m.Marshal()) }
+
+func copyExchangeRequest(r replication.ExchangeRequest) (replication.ExchangeRequest, error) {
+	var err error
+	r.Message, err = copyMessage(r.Message)
+	return r, err
+}
+
+func copyExchangeResponse(r replication.ExchangeResponse) (replication.ExchangeResponse, error) {
+	var err error
+	r.Message, err = copyMessage(r.Message)
+	return r, err
 }
 
 // copyObject round-trips o through its wire encoding, as a real network
@@ -80,6 +100,10 @@ func copyCoordinateResponse(r replication.CoordinateResponse) (replication.Coord
 
 func copyRangeRequest(r replication.RangeRequest) (replication.RangeRequest, error) {
 	r.After = bytes.Clone(r.After)
+	if r.Buckets != nil {
+		b := merkle.Diff{Depth: r.Buckets.Depth, Buckets: slices.Clone(r.Buckets.Buckets)}
+		r.Buckets = &b
+	}
 	return r, nil
 }
 
