@@ -10,6 +10,7 @@ package nodetest
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -237,6 +238,17 @@ func (c *Cluster) Kill(id string) {
 // Restart starts a killed node again on its data dir.
 func (c *Cluster) Restart(id string) {
 	c.t.Helper()
+	c.start(id)
+}
+
+// Wipe kills node id, deletes its data dir (a replaced disk) and starts it
+// again as the same member.
+func (c *Cluster) Wipe(id string) {
+	c.t.Helper()
+	c.Kill(id)
+	if err := os.RemoveAll(c.dirs[id]); err != nil {
+		c.t.Fatalf("wipe %s: %v", id, err)
+	}
 	c.start(id)
 }
 
