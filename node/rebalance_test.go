@@ -253,3 +253,16 @@ func TestJoinedNodeReceivesItsPartitions(t *testing.T) {
 	}
 	t.Logf("the new node received %d of %d keys", held, len(keys))
 }
+
+// A node of the old ring that dies while data moves does not make writes
+// fail: the joint quorum's old list takes acks from the other nodes in its
+// place, as the sloppy quorum does for the new one. Two nodes grow to three
+// (N goes from 2 to 3), and one of the two old ones dies at once.
+func TestWritableWhenAnOldReplicaDiesDuringATransition(t *testing.T) {
+	c := nodetest.MakeCluster(t, 2, nodetest.DefaultConfig())
+	c.AddNode() // node-2
+	c.Kill("node-1")
+	for _, k := range keysN("during", 50) {
+		put(t, c.Node("node-0"), k, k, nil, false) // fails the test on any error
+	}
+}

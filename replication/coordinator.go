@@ -72,34 +72,55 @@ func (p Plan) targets() []string {
 }
 
 // tally counts acks or answers towards a plan's joint quorum. An ack a
-// stand-in gave in a node's place counts as that node's.
+// stand-in gave in a node's place counts as that node's. In a previous
+// list, an ack from a node outside it also stands in for a member that
+// failed: the write is on that many distinct nodes all the same, and a
+// member of an old list that died must not make the cluster unwritable
+// while data moves (the sloppy quorum of the old ring).
 type tally struct {
 	lists [][]string
 	need  []int
 	got   []int
-	due   []int // nodes of each list not heard from yet
+	// failed and due count each list's members that failed or have not
+	// answered; spare counts acks from nodes outside a previous list.
+	failed, due, spare []int
+	// outstanding is how many replies are still to come.
+	outstanding int
 }
 
-func newTally(p Plan) *tally {
-	t := &tally{lists: append([][]string{p.Replicas}, p.Previous...)}
+func newTally(p Plan, outstanding int) *tally {
+	t := &tally{lists: append([][]string{p.Replicas}, p.Previous...), outstanding: outstanding}
 	for _, list := range t.lists {
 		t.need = append(t.need, min(p.Quorum, len(list)))
 		t.got = append(t.got, 0)
+		t.failed = append(t.failed, 0)
 		t.due = append(t.due, len(list))
+		t.spare = append(t.spare, 0)
 	}
 	return t
 }
 
-// add records id's outcome.
+// add records id's outcome: this node's own, or a reply (see reply).
 func (t *tally) add(id string, ok bool) {
 	for i, list := range t.lists {
-		if slices.Contains(list, id) {
+		switch {
+		case slices.Contains(list, id):
 			t.due[i]--
 			if ok {
 				t.got[i]++
+			} else {
+				t.failed[i]++
 			}
+		case ok && i > 0:
+			t.spare[i]++
 		}
 	}
+}
+
+// reply records the outcome of one of the outstanding replies.
+func (t *tally) reply(id string, ok bool) {
+	t.outstanding--
+	t.add(id, ok)
 }
 
 // retire lifts the quorum of every previous list with id in it: id said it
@@ -114,25 +135,37 @@ func (t *tally) retire(id string) {
 	}
 }
 
+// have is how many acks list i counts.
+func (t *tally) have(i int) int {
+	if i == 0 {
+		return t.got[0]
+	}
+	return t.got[i] + min(t.spare[i], t.failed[i])
+}
+
 // met reports whether every list has its quorum.
 func (t *tally) met() bool {
 	for i := range t.lists {
-		if t.got[i] < t.need[i] {
+		if t.have(i) < t.need[i] {
 			return false
 		}
 	}
 	return true
 }
 
-// shortfall describes a list that can no longer reach its quorum, or
-// returns "" while every list still can. With done, it describes the first
-// list short of its quorum, as when time ran out.
-func (t *tally) shortfall(what string, done bool) string {
+// doomed reports whether the quorum can no longer be met: the current
+// replicas cannot make theirs, or nothing more is to come.
+func (t *tally) doomed() bool {
+	return t.got[0]+t.due[0] < t.need[0] || (t.outstanding == 0 && !t.met())
+}
+
+// shortfall describes the first list short of its quorum.
+func (t *tally) shortfall(what string) string {
 	for i := range t.lists {
-		if t.got[i] >= t.need[i] || (!done && t.got[i]+t.due[i] >= t.need[i]) {
+		if t.have(i) >= t.need[i] {
 			continue
 		}
-		s := fmt.Sprintf("%d of %d replicas %s, %d needed", t.got[i], len(t.lists[i]), what, t.need[i])
+		s := fmt.Sprintf("%d of %d replicas %s, %d needed", t.have(i), len(t.lists[i]), what, t.need[i])
 		if i > 0 {
 			s += " (of the replicas under the ring before the last change)"
 		}
@@ -329,24 +362,24 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
 		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns)}
 	})
-	acks := newTally(plan)
+	acks := newTally(plan, len(targets))
 	if slices.Contains(plan.targets(), c.cfg.Self) {
 		acks.add(c.cfg.Self, true)
 	} else {
 		acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
 	}
 	for !acks.met() {
-		if short := acks.shortfall("stored the write", false); short != "" {
-			return fmt.Errorf("%w: %s", ErrUnavailable, short)
+		if acks.doomed() {
+			return fmt.Errorf("%w: %s", ErrUnavailable, acks.shortfall("stored the write"))
 		}
 		select {
 		case r := <-results:
-			acks.add(r.id, r.err == nil)
+			acks.reply(r.id, r.err == nil)
 			if errors.Is(r.err, ErrNotReplica) && !slices.Contains(plan.Replicas, r.id) {
 				acks.retire(r.id)
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s in time", ErrUnavailable, acks.shortfall("stored the write", true))
+			return fmt.Errorf("%w: %s in time", ErrUnavailable, acks.shortfall("stored the write"))
 		}
 	}
 	return nil
@@ -461,21 +494,21 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 		answers  []reply
 		received int
 	)
-	heard := newTally(plan)
+	heard := newTally(plan, len(targets))
 	for !heard.met() {
-		if short := heard.shortfall("answered the read", false); short != "" {
-			return nil, fmt.Errorf("%w: %s", ErrUnavailable, short)
+		if heard.doomed() {
+			return nil, fmt.Errorf("%w: %s", ErrUnavailable, heard.shortfall("answered the read"))
 		}
 		select {
 		case r := <-results:
 			received++
-			heard.add(r.id, r.err == nil)
+			heard.reply(r.id, r.err == nil)
 			if r.err == nil {
 				answers = append(answers, r)
 				merged = version.Merge(merged, r.obj)
 			}
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %s in time", ErrUnavailable, heard.shortfall("answered the read", true))
+			return nil, fmt.Errorf("%w: %s in time", ErrUnavailable, heard.shortfall("answered the read"))
 		}
 	}
 	go c.readRepair(plan, key, merged, answers, results, len(targets)-received)
