@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/dynamo-kv/dynamo/replication"
@@ -34,7 +35,7 @@ func Listen(addr string, h replication.Handler) (*Listener, error) {
 	}
 	l := &Listener{
 		srv: &http.Server{
-			Handler:           NewServer(h),
+			Handler:           withProfiling(NewServer(h)),
 			ReadHeaderTimeout: serverReadHeaderTimeout,
 			IdleTimeout:       serverIdleTimeout,
 			MaxHeaderBytes:    serverMaxHeaderBytes,
@@ -64,4 +65,19 @@ func (l *Listener) Close(ctx context.Context) error {
 	}
 	<-l.done
 	return l.err
+}
+
+// withProfiling serves Go's profiles under /debug/pprof/ beside the peer
+// protocol: operators reach them on the peer port, which is never exposed
+// to clients (`go tool pprof http://<peer-listen>/debug/pprof/profile`).
+func withProfiling(peers http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(PathPrefix, peers)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", peers) // everything else: the peer server's own 404
+	return mux
 }

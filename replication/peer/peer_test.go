@@ -763,6 +763,17 @@ func TestListener(t *testing.T) {
 	if _, err := tr.Store(t.Context(), "b", replication.StoreRequest{Key: []byte("k")}); err != nil {
 		t.Fatal(err)
 	}
+	// Profiles are served on the peer port; anything else is still a 404.
+	for path, want := range map[string]int{"/debug/pprof/": 200, "/debug/pprof/heap": 200, "/keys/k": 404, "/": 404} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s on the peer port: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
 	if err := l.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
