@@ -254,15 +254,25 @@ func TestJoinedNodeReceivesItsPartitions(t *testing.T) {
 	t.Logf("the new node received %d of %d keys", held, len(keys))
 }
 
-// A node of the old ring that dies while data moves does not make writes
-// fail: the joint quorum's old list takes acks from the other nodes in its
-// place, as the sloppy quorum does for the new one. Two nodes grow to three
-// (N goes from 2 to 3), and one of the two old ones dies at once.
-func TestWritableWhenAnOldReplicaDiesDuringATransition(t *testing.T) {
-	c := nodetest.MakeCluster(t, 2, nodetest.DefaultConfig())
-	c.AddNode() // node-2
-	c.Kill("node-1")
-	for _, k := range keysN("during", 50) {
-		put(t, c.Node("node-0"), k, k, nil, false) // fails the test on any error
+// A node of the old ring that dies or hangs while data moves does not make
+// writes fail: the joint quorum's old list takes acks from the other nodes
+// in its place, as the sloppy quorum does for the new one. Two nodes grow to
+// three (N goes from 2 to 3), and one of the two old ones fails at once.
+func TestWritableWhenAnOldReplicaFailsDuringATransition(t *testing.T) {
+	for name, fail := range map[string]func(*nodetest.Cluster, string){
+		"killed": (*nodetest.Cluster).Kill,
+		"hung":   func(c *nodetest.Cluster, id string) { c.Net.Pause(id) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := nodetest.DefaultConfig()
+			cfg.RequestTimeout = time.Second
+			c := nodetest.MakeCluster(t, 2, cfg)
+			c.AddNode() // node-2
+			fail(c, "node-1")
+			for _, k := range keysN("during", 20) {
+				put(t, c.Node("node-0"), k, k, nil, false) // fails the test on any error
+			}
+			c.Net.Resume("node-1")
+		})
 	}
 }

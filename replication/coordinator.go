@@ -74,9 +74,11 @@ func (p Plan) targets() []string {
 // tally counts acks or answers towards a plan's joint quorum. An ack a
 // stand-in gave in a node's place counts as that node's. In a previous
 // list, an ack from a node outside it also stands in for a member that
-// failed: the write is on that many distinct nodes all the same, and a
-// member of an old list that died must not make the cluster unwritable
-// while data moves (the sloppy quorum of the old ring).
+// failed, or, once the tally is relaxed (half the request's time has
+// passed), for one that has not answered: the write is on that many
+// distinct nodes all the same, and a member of an old list that died or
+// hangs must not make the cluster unwritable while data moves (the sloppy
+// quorum of the old ring).
 type tally struct {
 	lists [][]string
 	need  []int
@@ -86,6 +88,7 @@ type tally struct {
 	failed, due, spare []int
 	// outstanding is how many replies are still to come.
 	outstanding int
+	relaxed     bool
 }
 
 func newTally(p Plan, outstanding int) *tally {
@@ -140,7 +143,11 @@ func (t *tally) have(i int) int {
 	if i == 0 {
 		return t.got[0]
 	}
-	return t.got[i] + min(t.spare[i], t.failed[i])
+	missing := t.failed[i]
+	if t.relaxed {
+		missing += t.due[i]
+	}
+	return t.got[i] + min(t.spare[i], missing)
 }
 
 // met reports whether every list has its quorum.
@@ -368,11 +375,15 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 	} else {
 		acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
 	}
+	relax, stop := relaxAfter(ctx)
+	defer stop()
 	for !acks.met() {
 		if acks.doomed() {
 			return fmt.Errorf("%w: %s", ErrUnavailable, acks.shortfall("stored the write"))
 		}
 		select {
+		case <-relax:
+			acks.relaxed = true
 		case r := <-results:
 			acks.reply(r.id, r.err == nil)
 			if errors.Is(r.err, ErrNotReplica) && !slices.Contains(plan.Replicas, r.id) {
@@ -495,11 +506,15 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 		received int
 	)
 	heard := newTally(plan, len(targets))
+	relax, stop := relaxAfter(ctx)
+	defer stop()
 	for !heard.met() {
 		if heard.doomed() {
 			return nil, fmt.Errorf("%w: %s", ErrUnavailable, heard.shortfall("answered the read"))
 		}
 		select {
+		case <-relax:
+			heard.relaxed = true
 		case r := <-results:
 			received++
 			heard.reply(r.id, r.err == nil)
@@ -560,6 +575,16 @@ func (c *Coordinator) storeOn(ctx context.Context, id string, plan Plan, key []b
 	c.Health.observe(id, err)
 	c.Metrics.observeReplica(id, "store", err)
 	return err
+}
+
+// relaxAfter fires halfway to ctx's deadline (see tally).
+func relaxAfter(ctx context.Context) (<-chan time.Time, func()) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(deadline) / 2)
+	return t.C, func() { t.Stop() }
 }
 
 // reply is one node's answer to a fanned-out request: id is the node it
