@@ -84,6 +84,7 @@ func startGossip(cfg Config, self Member, table *memberTable, seeds []string, lo
 	if len(seeds) > 0 {
 		go g.joinLoop(ctx, seeds)
 	}
+	go g.reconnectLoop(ctx, 10*mc.ProbeInterval)
 	return g, nil
 }
 
@@ -104,6 +105,35 @@ func (g *gossip) joinLoop(ctx context.Context, seeds []string) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// reconnectLoop tries, every interval, to join the members it sees as dead
+// (not left): memberlist never probes a member it declared dead, so after
+// a network cut long enough for both sides to declare each other dead,
+// nothing else would ever bring them back together (Serf has the same
+// loop). A member removed for good is left, and no longer tried.
+func (g *gossip) reconnectLoop(ctx context.Context, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		var addrs []string
+		for _, m := range g.Members() {
+			if m.ID != g.self.ID && m.State == StateDead && m.GossipAddr != "" {
+				addrs = append(addrs, m.GossipAddr)
+			}
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		if n, _ := g.ml.Join(addrs); n > 0 {
+			g.logger.Info("reconnected to members thought dead", "contacted", n)
+		}
 	}
 }
 
