@@ -24,6 +24,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		if err := probe(os.Getenv); err != nil {
+			fmt.Fprintln(os.Stderr, "dynamo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "dynamo:", err)
 		os.Exit(1)

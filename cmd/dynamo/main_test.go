@@ -2,7 +2,11 @@ package main
 
 import (
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -63,5 +67,36 @@ func TestInvalidSettingsAreRejected(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("args %q env %v: err = %v, want it to mention %q", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	var notReady atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || notReady.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	env := func(addr string) func(string) string {
+		return func(k string) string {
+			if k == "DYNAMO_LISTEN" {
+				return addr
+			}
+			return ""
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:" + port, "0.0.0.0:" + port, ":" + port} {
+		if err := probe(env(addr)); err != nil {
+			t.Errorf("probe with DYNAMO_LISTEN=%s: %v", addr, err)
+		}
+	}
+	notReady.Store(true)
+	if err := probe(env("127.0.0.1:" + port)); err == nil {
+		t.Error("probe succeeded against a node that is not ready")
+	}
+	if err := probe(env("no-port")); err == nil {
+		t.Error("probe accepted a malformed address")
 	}
 }
