@@ -51,8 +51,8 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("members %v", v["members"])
 	}
 	m, _ := members[1].(map[string]any)
-	if got := keysOf(m); !slices.Equal(got, []string{"addr", "bytes_moved", "gossip_addr", "id", "leaving",
-		"partitions", "partitions_in_transfer", "peer_addr", "state"}) {
+	if got := keysOf(m); !slices.Equal(got, []string{"addr", "bytes_moved", "gossip_addr", "hints_pending", "id", "leaving",
+		"p99_seconds", "partitions", "partitions_in_transfer", "peer_addr", "requests_per_second", "state"}) {
 		t.Fatalf("member fields %v", got)
 	}
 	if m["id"] != "node-b" || m["addr"] != "10.0.0.2:8080" || m["peer_addr"] != "10.0.0.2:8081" ||

@@ -36,6 +36,12 @@ type Progress struct {
 	// Leaving is set once it was asked to leave: it is out of the ring
 	// and hands off its data before it goes.
 	Leaving bool `json:"lv,omitempty"`
+	// Hints is how many hints it holds for other nodes.
+	Hints int `json:"hp,omitempty"`
+	// Rate and P99 are its client requests per second and their 99th
+	// percentile latency in seconds, over its last load window.
+	Rate float64 `json:"rq,omitempty"`
+	P99  float64 `json:"p9,omitempty"`
 }
 
 // Membership tells a node who is in the cluster. Implementations must be

@@ -35,6 +35,7 @@ type Node struct {
 	ident   identity
 	actors  *actors
 	mover   *mover
+	load    *loadStats
 	// left is closed once the node has handed off its data and left.
 	left    chan struct{}
 	leaving atomic.Bool
@@ -129,6 +130,7 @@ func (n *Node) start() error {
 		return fmt.Errorf("actor epochs: %w", err)
 	}
 	n.mover = newMover(n)
+	n.load = newLoadStats(n.cfg.Now())
 	if err := n.mover.load(); err != nil {
 		return fmt.Errorf("transfer progress: %w", err)
 	}
@@ -525,7 +527,22 @@ func (n *Node) Delete(ctx context.Context, req DeleteRequest) (version.Clock, er
 // observeForeground feeds a client request's latency to the background
 // pipeline's admission control.
 func (n *Node) observeForeground(start time.Time) {
-	n.pipeline.ObserveForeground(time.Since(start))
+	now := n.cfg.Now()
+	n.pipeline.ObserveForeground(now.Sub(start))
+	n.load.observe(now.Sub(start), now)
+}
+
+// progress is what this node publishes about itself: the mover's state,
+// its hints and its client load.
+func (n *Node) progress() Progress {
+	p := n.mover.progress()
+	p.Rate, p.P99 = n.load.figures(n.cfg.Now())
+	if counts, err := n.db.HintCounts(); err == nil {
+		for _, c := range counts {
+			p.Hints += c
+		}
+	}
+	return p
 }
 
 // GetLocal returns this node's own copy of key: no forwarding, quorum or repair.
@@ -688,7 +705,7 @@ func (n *Node) Leave() error {
 	n.mover.mu.Lock()
 	n.mover.leaving = true
 	n.mover.mu.Unlock()
-	n.membership.Publish(n.mover.progress())
+	n.membership.Publish(n.progress())
 	n.loops.Go(n.awaitHandoffThenLeave)
 	return nil
 }
@@ -829,11 +846,12 @@ func (n *Node) Cluster() ClusterInfo {
 	info := ClusterInfo{ID: n.cfg.ID, N: q.N, R: q.R, W: q.W, Partitions: n.cfg.Partitions, Members: []MemberInfo{}}
 	for _, m := range n.membership.Members() {
 		if m.ID == n.cfg.ID {
-			m.Progress = n.mover.progress()
+			m.Progress = n.progress()
 		}
 		info.Members = append(info.Members, MemberInfo{
 			ID: m.ID, Addr: m.Addr, PeerAddr: m.PeerAddr, GossipAddr: m.GossipAddr, State: m.State,
 			Leaving: m.Leaving, Partitions: m.Owned, PartitionsInTransfer: m.Pending, BytesMoved: m.BytesMoved,
+			HintsPending: m.Hints, RequestsPerSecond: m.Rate, P99Seconds: m.P99,
 		})
 	}
 	return info

@@ -279,9 +279,9 @@ func (m *mover) run(ctx context.Context) {
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
 	for {
-		m.n.membership.Publish(m.progress())
+		m.n.membership.Publish(m.n.progress())
 		m.pullAll(ctx)
-		m.n.membership.Publish(m.progress())
+		m.n.membership.Publish(m.n.progress())
 		m.settle()
 		select {
 		case <-ctx.Done():

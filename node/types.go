@@ -65,6 +65,12 @@ type MemberInfo struct {
 	PartitionsInTransfer int `json:"partitions_in_transfer"`
 	// BytesMoved is the partition data it has received so far.
 	BytesMoved int64 `json:"bytes_moved"`
+	// HintsPending is how many hints it holds for other nodes.
+	HintsPending int `json:"hints_pending"`
+	// RequestsPerSecond and P99Seconds describe the client requests it
+	// coordinated or forwarded in its last complete load window.
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	P99Seconds        float64 `json:"p99_seconds"`
 }
 
 // ClusterInfo is GET /cluster.
