@@ -163,6 +163,10 @@ func openLocked(path string, timeout time.Duration) (*bolt.DB, error) {
 		var file *os.File
 		bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 			Timeout: timeout,
+			// The free list is not written on every commit (bbolt rebuilds
+			// it from the pages at open): commits write only what changed.
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
 			OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 				f, err := os.OpenFile(name, flag, perm)
 				if file == nil {

@@ -40,9 +40,9 @@
 //     compaction replaces the file while holding its lock; an Open that was
 //     waiting for that lock sees the file was replaced and locks the new one.
 //   - A write that returned nil has been fsynced. Concurrent Updates share one
-//     bbolt transaction and one fsync (group commit via bolt.DB.Batch), so
-//     each waits up to Options.MaxBatchDelay for company; a lone writer pays
-//     that delay on every write.
+//     bbolt transaction and one fsync (group commit: a commit takes every
+//     write that arrived while the one before it ran), so a lone writer waits
+//     for one fsync and no timer, and batches grow with the load.
 //   - Update is an atomic read-modify-write of one key, and UpdateHint of
 //     one hint, through the same group commit. Their function may run more
 //     than once (a first pass on a read snapshot, then inside the batch,

@@ -21,8 +21,8 @@ const FileName = "dynamo.db"
 const MaxKeySize = bolt.MaxKeySize
 
 const (
-	defaultMaxBatchDelay = time.Millisecond
-	defaultLockTimeout   = time.Second
+	defaultMaxBatchSize = 1000
+	defaultLockTimeout  = time.Second
 )
 
 var (
@@ -34,13 +34,8 @@ var (
 
 // Options tunes a DB. The zero value is ready for production.
 type Options struct {
-	// MaxBatchDelay bounds how long a write waits for others to share its
-	// fsync. Zero means 1ms.
-	MaxBatchDelay time.Duration
-
-	// MaxBatchSize bounds how many writes share one transaction and fsync; a
-	// full batch commits without waiting for MaxBatchDelay. Zero means
-	// bbolt's default (1000).
+	// MaxBatchSize bounds how many writes share one transaction and fsync
+	// (see groupCommit). Zero means 1000.
 	MaxBatchSize int
 
 	// LockTimeout bounds how long Open waits for another holder of the data
@@ -61,8 +56,8 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.MaxBatchDelay == 0 {
-		o.MaxBatchDelay = defaultMaxBatchDelay
+	if o.MaxBatchSize == 0 {
+		o.MaxBatchSize = defaultMaxBatchSize
 	}
 	if o.LockTimeout == 0 {
 		o.LockTimeout = defaultLockTimeout
@@ -78,6 +73,7 @@ func (o Options) withDefaults() Options {
 
 // DB is a node's open store. Its methods are safe for concurrent use.
 type DB struct {
+	commits    groupCommit
 	path       string
 	bolt       *bolt.DB
 	maxHints   int
@@ -93,7 +89,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, errors.New("store: open: empty data dir")
 	}
 	// CompactMinBytes is left out: negative is how compaction is turned off.
-	if opts.MaxBatchDelay < 0 || opts.MaxBatchSize < 0 || opts.LockTimeout < 0 || opts.MaxHints < 0 {
+	if opts.MaxBatchSize < 0 || opts.LockTimeout < 0 || opts.MaxHints < 0 {
 		return nil, fmt.Errorf("store: open: negative option in %+v", opts)
 	}
 	opts = opts.withDefaults()
@@ -122,16 +118,13 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	bdb.MaxBatchDelay = opts.MaxBatchDelay
-	if opts.MaxBatchSize > 0 {
-		bdb.MaxBatchSize = opts.MaxBatchSize
-	}
-
 	if err := createTopBuckets(bdb); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("store: create top buckets in %s: %w", path, err)
 	}
-	return &DB{path: path, bolt: bdb, maxHints: opts.MaxHints, compaction: compaction}, nil
+	db := &DB{path: path, bolt: bdb, maxHints: opts.MaxHints, compaction: compaction}
+	db.commits.maxBatch = opts.MaxBatchSize
+	return db, nil
 }
 
 // createTopBuckets creates the top buckets that are missing. Usually none
@@ -565,7 +558,7 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	return closedErr(db.bolt.Batch(fn))
+	return closedErr(db.commits.do(db.bolt, fn))
 }
 
 // errRollback makes bbolt roll back a write transaction that has nothing to
