@@ -232,6 +232,9 @@ func (m *mover) previous(p int, replicas []string) [][]string {
 	states := m.n.states.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if cur := m.n.ring.Load(); len(m.rings) == 1 && cur != nil && m.rings[0].Version() == cur.Version() {
+		return nil // in place: the common case, on every request
+	}
 	var out [][]string
 	for _, r := range m.rings {
 		list := r.PreferenceList(p, m.replicaN(r))

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -181,6 +182,19 @@ func (t *tally) shortfall(what string) string {
 	return ""
 }
 
+// keyLocks serializes the minting of new versions per key on one node,
+// striped over a fixed set of mutexes.
+type keyLocks [1024]sync.Mutex
+
+func (l *keyLocks) lock(partition int, key []byte) (unlock func()) {
+	h := fnv.New32a()
+	h.Write([]byte{byte(partition >> 24), byte(partition >> 16), byte(partition >> 8), byte(partition)})
+	h.Write(key)
+	m := &l[h.Sum32()%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
+}
+
 // CoordinatorConfig configures a Coordinator.
 type CoordinatorConfig struct {
 	// Self is this node's id, as Plans and the Transport name it.
@@ -217,7 +231,8 @@ type Deps struct {
 // Coordinator runs quorum reads and writes for keys this node replicates.
 // It is safe for concurrent use.
 type Coordinator struct {
-	cfg CoordinatorConfig
+	cfg  CoordinatorConfig
+	keys keyLocks
 	Deps
 }
 
@@ -234,21 +249,18 @@ func NewCoordinator(cfg CoordinatorConfig, deps Deps) *Coordinator {
 
 // Put stores a new version of key. It mints the version from the local copy
 // (clientCtx supersedes what it covers; nil means a blind write), then
-// stores it on the other replicas and returns once plan.Quorum nodes, this
-// one and stand-ins included, hold it durably. The returned clock is the
-// new version's context: what the client had seen plus the new write.
+// stores it here and on the other replicas at once, and returns once
+// plan.Quorum nodes, this one and stand-ins included, hold it durably. The
+// returned clock is the new version's context: what the client had seen
+// plus the new write.
 func (c *Coordinator) Put(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (version.Clock, error) {
 	var dot version.Dot
-	actor := c.cfg.Actor(plan.Partition) // outside the store's transaction: it may take locks
-	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
+	err := c.write(ctx, plan, key, func(cur *version.Object) *version.Object {
 		var next *version.Object
-		next, dot = cur.Write(actor, clientCtx, value, contentType, c.cfg.Now())
-		return next, nil
+		next, dot = cur.Write(c.cfg.Actor(plan.Partition), clientCtx, value, contentType, c.cfg.Now())
+		return next
 	})
 	if err != nil {
-		return nil, fmt.Errorf("replication: local write: %w", err)
-	}
-	if err := c.replicate(ctx, plan, key, obj); err != nil {
 		return nil, err
 	}
 	return clientCtx.With(dot), nil
@@ -265,16 +277,42 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 		}
 		clientCtx = seen.Context()
 	}
-	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
-		return cur.Delete(clientCtx, c.cfg.Now()), nil
+	err := c.write(ctx, plan, key, func(cur *version.Object) *version.Object {
+		return cur.Delete(clientCtx, c.cfg.Now())
 	})
 	if err != nil {
-		return nil, fmt.Errorf("replication: local delete: %w", err)
-	}
-	if err := c.replicate(ctx, plan, key, obj); err != nil {
 		return nil, err
 	}
 	return clientCtx, nil
+}
+
+// write makes a new version of key from this node's copy with next, and
+// stores it here and on the plan's other nodes in parallel: the local fsync
+// and the replicas' overlap instead of adding up. Minting is serialized per
+// key on this node (keyLocks), so a dot is never minted twice: the local
+// copy next reads holds every version minted here before. The version is
+// merged into the local copy (which remote writes may have changed since it
+// was read), so nothing concurrent is lost.
+func (c *Coordinator) write(ctx context.Context, plan Plan, key []byte, next func(cur *version.Object) *version.Object) error {
+	unlock := c.keys.lock(plan.Partition, key)
+	cur, err := c.Store.Get(plan.Partition, key)
+	if err != nil {
+		unlock()
+		return fmt.Errorf("replication: local read: %w", err)
+	}
+	obj := next(cur)
+	local := make(chan error, 1)
+	go func() {
+		defer unlock()
+		_, err := c.Store.Apply(plan.Partition, key, func(latest *version.Object) (*version.Object, error) {
+			return version.Merge(latest, obj), nil
+		})
+		local <- err
+	}()
+	if err := c.replicateWith(ctx, plan, key, obj, local); err != nil {
+		return err
+	}
+	return nil
 }
 
 // PutAsStandIn coordinates a write on a node outside the key's first N
@@ -359,7 +397,15 @@ func (c *Coordinator) Replicate(ctx context.Context, plan Plan, key []byte, obj 
 // flight when the quorum is reached go on in the background, bounded by
 // the timeout.
 func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
-	if c.Replan != nil {
+	return c.replicateWith(ctx, plan, key, obj, nil)
+}
+
+// replicateWith is replicate while this node's own store of obj may still
+// be under way: local delivers its outcome (nil: it is done already). It
+// returns once the quorum is met and the local store is done, so that the
+// ring a late Replan sees is one the local copy was written under.
+func (c *Coordinator) replicateWith(ctx context.Context, plan Plan, key []byte, obj *version.Object, local <-chan error) error {
+	if c.Replan != nil && local == nil {
 		if newer, changed := c.Replan(plan); changed {
 			plan = plan.joined(newer)
 		}
@@ -370,18 +416,31 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns)}
 	})
 	acks := newTally(plan, len(targets))
-	if slices.Contains(plan.targets(), c.cfg.Self) {
-		acks.add(c.cfg.Self, true)
-	} else {
-		acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
+	self := func() {
+		if slices.Contains(plan.targets(), c.cfg.Self) {
+			acks.add(c.cfg.Self, true)
+		} else {
+			acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
+		}
+	}
+	if local == nil {
+		self()
 	}
 	relax, stop := relaxAfter(ctx)
 	defer stop()
 	for !acks.met() {
-		if acks.doomed() {
+		// While this node's own store is under way, only the current
+		// replicas' count can tell that the quorum is out of reach.
+		if acks.doomed() && (local == nil || acks.got[0]+acks.due[0] < acks.need[0]) {
 			return fmt.Errorf("%w: %s", ErrUnavailable, acks.shortfall("stored the write"))
 		}
 		select {
+		case err := <-local:
+			if err != nil {
+				return fmt.Errorf("replication: local write: %w", err)
+			}
+			local = nil
+			self()
 		case <-relax:
 			acks.relaxed = true
 		case r := <-results:
@@ -391,6 +450,19 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %s in time", ErrUnavailable, acks.shortfall("stored the write"))
+		}
+	}
+	if local == nil {
+		return nil
+	}
+	if err := <-local; err != nil {
+		return fmt.Errorf("replication: local write: %w", err)
+	}
+	if c.Replan != nil {
+		if newer, changed := c.Replan(plan); changed {
+			// The ring changed while the write was under way: the replicas
+			// of the new ring get it too before it is acknowledged.
+			return c.replicate(ctx, plan.joined(newer), key, obj)
 		}
 	}
 	return nil
@@ -425,10 +497,11 @@ func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, ob
 	// place: the back-off steers writes, it must not refuse them.
 	if c.Health.Usable(id) || !standIns.available() {
 		attempt, cancel := c.attemptContext(ctx, standIns)
+		start := time.Now()
 		_, err = c.Transport.Store(attempt, id, req)
 		cancel()
 		c.Health.observe(id, err)
-		c.Metrics.observeReplica(id, "store", err)
+		c.Metrics.observeReplica(id, "store", start, err)
 		if err == nil {
 			return nil
 		}
@@ -441,9 +514,10 @@ func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, ob
 	}
 	req.HintFor = id
 	for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
+		start := time.Now()
 		_, serr := c.Transport.Store(ctx, standIn, req)
 		c.Health.observe(standIn, serr)
-		c.Metrics.observeReplica(standIn, "store", serr)
+		c.Metrics.observeReplica(standIn, "store", start, serr)
 		if serr == nil {
 			c.Metrics.standIn("store")
 			return nil
@@ -482,17 +556,19 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 			return reply{id: id, from: id, obj: obj, err: err}
 		}
 		if c.Health.Usable(id) || !standIns.available() {
+			start := time.Now()
 			resp, err := c.Transport.Fetch(ctx, id, FetchRequest{Partition: plan.Partition, Key: key})
 			c.Health.observe(id, err)
-			c.Metrics.observeReplica(id, "fetch", err)
+			c.Metrics.observeReplica(id, "fetch", start, err)
 			if err == nil {
 				return reply{id: id, from: id, obj: resp.Object}
 			}
 		}
 		for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
+			start := time.Now()
 			resp, err := c.Transport.Fetch(ctx, standIn, FetchRequest{Partition: plan.Partition, Key: key})
 			c.Health.observe(standIn, err)
-			c.Metrics.observeReplica(standIn, "fetch", err)
+			c.Metrics.observeReplica(standIn, "fetch", start, err)
 			if err == nil {
 				c.Metrics.standIn("fetch")
 				return reply{id: id, from: standIn, obj: resp.Object}
@@ -571,9 +647,10 @@ func (c *Coordinator) storeOn(ctx context.Context, id string, plan Plan, key []b
 		})
 		return err
 	}
+	start := time.Now()
 	_, err := c.Transport.Store(ctx, id, StoreRequest{Partition: plan.Partition, Key: key, Object: obj, RingVersion: plan.RingVersion})
 	c.Health.observe(id, err)
-	c.Metrics.observeReplica(id, "store", err)
+	c.Metrics.observeReplica(id, "store", start, err)
 	return err
 }
 
