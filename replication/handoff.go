@@ -218,9 +218,10 @@ func (h *Handoff) deliver(ctx context.Context, hint Hint) error {
 	if h.gone(hint.Target) {
 		err = h.cfg.Redeliver(ctx, hint)
 	} else {
+		start := time.Now()
 		_, err = h.transport.Store(ctx, hint.Target, StoreRequest{Partition: hint.Partition, Key: hint.Key, Object: hint.Object})
 		h.health.observe(hint.Target, err)
-		h.metrics.observeReplica(hint.Target, "handoff", err)
+		h.metrics.observeReplica(hint.Target, "handoff", start, err)
 		if errors.Is(err, ErrNotReplica) && h.cfg.Redeliver != nil {
 			// The target no longer replicates the key (the ring changed
 			// while the hint waited): the key's replicas take it instead.
