@@ -231,8 +231,9 @@ type Deps struct {
 // Coordinator runs quorum reads and writes for keys this node replicates.
 // It is safe for concurrent use.
 type Coordinator struct {
-	cfg  CoordinatorConfig
-	keys keyLocks
+	cfg   CoordinatorConfig
+	keys  keyLocks
+	reads readLatency
 	Deps
 }
 
@@ -542,15 +543,23 @@ func (c *Coordinator) attemptContext(ctx context.Context, s *standIns) (context.
 	return context.WithTimeout(ctx, time.Until(deadline)/2)
 }
 
-// Get reads key from the plan's usable nodes (stand-ins in place of
-// unusable ones, since they may hold hints) and returns the merge of the
-// answers once they make the plan's quorum, nil when none had the key.
-// Once every node has answered or the timeout passed, nodes whose copy
-// lacks something the merge holds are sent the merge (read repair).
+// Get reads key from the plan's nodes (stand-ins in place of unusable ones,
+// since they may hold hints) and returns the merge of the answers once they
+// make the plan's quorum, nil when none had the key. It asks only as many
+// nodes as the quorum needs, this one and usable ones first, and asks one
+// more when one fails, or speculatively when the answers are slower than
+// the recent p99 of replica reads (at most one extra request, so it never
+// doubles the load); while data moves after a ring change it asks them
+// all. Once every node asked has answered or the timeout passed, those whose
+// copy lacks something the merge holds are sent the merge (read repair).
 func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.Object, error) {
 	standIns := newStandIns(plan.Fallbacks, c.Health)
-	targets := plan.targets()
-	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
+	targets := c.readOrder(plan)
+	first := len(targets)
+	if len(plan.Previous) == 0 {
+		first = min(plan.Quorum, len(targets))
+	}
+	results, launch, done := c.fanOutLater(ctx, targets, first, func(ctx context.Context, id string) reply {
 		if id == c.cfg.Self {
 			obj, err := c.Store.Get(plan.Partition, key)
 			return reply{id: id, from: id, obj: obj, err: err}
@@ -561,6 +570,7 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 			c.Health.observe(id, err)
 			c.Metrics.observeReplica(id, "fetch", start, err)
 			if err == nil {
+				c.reads.observe(time.Since(start))
 				return reply{id: id, from: id, obj: resp.Object}
 			}
 		}
@@ -584,34 +594,66 @@ func (c *Coordinator) Get(ctx context.Context, plan Plan, key []byte) (*version.
 	heard := newTally(plan, len(targets))
 	relax, stop := relaxAfter(ctx)
 	defer stop()
+	speculate := time.NewTimer(c.reads.p99())
+	defer speculate.Stop()
+	speculated := false
+	asked := first
 	for !heard.met() {
-		if heard.doomed() {
+		if heard.doomed() || received == asked {
+			go done(received)
 			return nil, fmt.Errorf("%w: %s", ErrUnavailable, heard.shortfall("answered the read"))
 		}
 		select {
 		case <-relax:
 			heard.relaxed = true
+		case <-speculate.C:
+			if !speculated && launch() {
+				speculated = true
+				asked++
+				c.reads.speculated.Add(1)
+			}
 		case r := <-results:
 			received++
 			heard.reply(r.id, r.err == nil)
 			if r.err == nil {
 				answers = append(answers, r)
 				merged = version.Merge(merged, r.obj)
+			} else if launch() { // in place of the node that failed
+				asked++
 			}
 		case <-ctx.Done():
+			go done(received)
 			return nil, fmt.Errorf("%w: %s in time", ErrUnavailable, heard.shortfall("answered the read"))
 		}
 	}
-	go c.readRepair(plan, key, merged, answers, results, len(targets)-received)
+	go c.readRepair(plan, key, merged, answers, func() []reply { return done(received) })
 	return merged, nil
 }
 
-// readRepair waits for the replies still due, then sends the merge of all
-// answers to every node whose copy lacked part of it. Stand-ins are not
-// repaired: they hold hints, not copies.
-func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, answers []reply, late <-chan reply, due int) {
-	for ; due > 0; due-- {
-		r := <-late // fanOut's own timeout guarantees every reply arrives
+// readOrder lists the plan's nodes in the order a read asks them: this
+// node first (its copy costs no round trip), then the others in preference
+// order, usable ones before those in back-off.
+func (c *Coordinator) readOrder(plan Plan) []string {
+	all := plan.targets()
+	out := make([]string, 0, len(all))
+	if slices.Contains(all, c.cfg.Self) {
+		out = append(out, c.cfg.Self)
+	}
+	for _, usable := range []bool{true, false} {
+		for _, id := range all {
+			if id != c.cfg.Self && c.Health.Usable(id) == usable {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// readRepair waits for the replies still due from the nodes asked, then
+// sends the merge of all answers to every node whose copy lacked part of
+// it. Stand-ins are not repaired: they hold hints, not copies.
+func (c *Coordinator) readRepair(plan Plan, key []byte, merged *version.Object, answers []reply, late func() []reply) {
+	for _, r := range late() {
 		if r.err == nil {
 			answers = append(answers, r)
 			merged = version.Merge(merged, r.obj)
@@ -671,6 +713,48 @@ type reply struct {
 	from string
 	obj  *version.Object
 	err  error
+}
+
+// fanOutLater is fanOut for the first `first` ids, with launch starting the
+// next one (false when none is left). done, called once no more launches
+// will be made, stops launching, waits for every launched call's reply
+// beyond the `taken` already received, returns them and releases the calls'
+// context; every reply goes to the channel until done is called.
+func (c *Coordinator) fanOutLater(ctx context.Context, ids []string, first int, call func(context.Context, string) reply) (<-chan reply, func() bool, func(taken int) []reply) {
+	results := make(chan reply, len(ids))
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+	var (
+		mu       sync.Mutex // guards launched and closed
+		launched int
+		closed   bool
+	)
+	launch := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed || launched == len(ids) {
+			return false
+		}
+		id := ids[launched]
+		launched++
+		go func() { results <- call(bg, id) }()
+		return true
+	}
+	for range first {
+		launch()
+	}
+	done := func(taken int) []reply {
+		mu.Lock()
+		closed = true
+		due := launched - taken
+		mu.Unlock()
+		var late []reply
+		for ; due > 0; due-- {
+			late = append(late, <-results) // bg's timeout bounds every call
+		}
+		cancel()
+		return late
+	}
+	return results, launch, done
 }
 
 // fanOut runs call for every id concurrently and returns a channel that
