@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"errors"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dynamo-kv/dynamo/node/store"
 	"github.com/dynamo-kv/dynamo/replication"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
@@ -24,12 +27,15 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 	m := &nodeMetrics{
 		coordinator: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynamo_coordinator_requests_total",
-			Help: "Client requests by operation (get, put, delete, forward) and outcome (ok, unavailable, timeout, error).",
+			Help: "Client requests this node coordinated or forwarded, by op (get, put, delete; forward: passed on to a replica; standin_get, standin_put, standin_delete: run here for unreachable replicas) and outcome (ok: quorum met; unavailable, timeout: quorum failed; error).",
 		}, []string{"op", "outcome"}),
 		siblings: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "dynamo_read_siblings",
-			Help:    "Live siblings returned per successful quorum read.",
-			Buckets: []float64{0, 1, 2, 3, 5, 10, 20, 50},
+			Name:                            "dynamo_read_siblings",
+			Help:                            "Live siblings returned per successful quorum read.",
+			Buckets:                         []float64{0, 1, 2, 3, 5, 10, 20, 50},
+			NativeHistogramBucketFactor:     replication.NativeBucketFactor,
+			NativeHistogramMaxBucketNumber:  replication.NativeMaxBucketNumber,
+			NativeHistogramMinResetDuration: replication.NativeMinResetDuration,
 		}),
 	}
 	m.transferBytes = prometheus.NewCounter(prometheus.CounterOpts{
@@ -52,10 +58,6 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		Name: "dynamo_partitions_in_transfer",
 		Help: "Partitions this node is still receiving after a ring change.",
 	}, func() float64 { return float64(n.mover.progress().Pending) })
-	members := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "dynamo_members",
-		Help: "Members of the cluster as this node sees them.",
-	}, func() float64 { return float64(len(n.membership.Members())) })
 	ringMembers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dynamo_ring_members",
 		Help: "Members that own partitions in this node's ring.",
@@ -65,7 +67,8 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, m.staleForwards, owned, inTransfer, members, ringMembers, pendingHints{n}, storageSize{n})
+	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, m.staleForwards, owned, inTransfer, ringMembers,
+		membersByState{n}, pendingHints{n}, storageSize{n}, &storageKeys{db: n.db})
 	return m
 }
 
@@ -132,4 +135,83 @@ func (s storageSize) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(storageFileDesc, prometheus.GaugeValue, float64(file))
 	ch <- prometheus.MustNewConstMetric(storageInUseDesc, prometheus.GaugeValue, float64(inUse))
+}
+
+// membersByState reports the members this node knows of in each state.
+// The contract's four states are always reported, 0 when none is in them,
+// so a dashboard shows a member going dead as a step rather than a gap.
+type membersByState struct{ n *Node }
+
+var membersDesc = prometheus.NewDesc("dynamo_members",
+	"Members of the cluster as this node sees them, by state (alive, suspect, dead, left).", []string{"state"}, nil)
+
+func (m membersByState) Describe(ch chan<- *prometheus.Desc) { ch <- membersDesc }
+
+func (m membersByState) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{StateAlive: 0, StateSuspect: 0, StateDead: 0, StateLeft: 0}
+	if m.n.membership != nil {
+		for _, mem := range m.n.membership.Members() {
+			counts[mem.State]++
+		}
+	}
+	for state, c := range counts {
+		ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(c), state)
+	}
+}
+
+// keyCountCost bounds the share of time counting keys may take: a count is
+// reused until it is keyCountCost times older than it took to make.
+const keyCountCost = 100
+
+// storageKeys reports how many keys the store holds. bbolt keeps no count,
+// so counting walks every page of every partition (not the values):
+// measured, 1,000,000 keys with 200-byte values in 256 partitions took 30 ms
+// with the file in the page cache, 140 ms from disk. A scrape therefore
+// recounts only once the last count is keyCountCost times older than it
+// took (so counting takes at most 1% of the time, and stores of up to a few
+// million keys are counted at every scrape), and counts one partition per
+// read transaction, so that a write that must grow the file never waits
+// for a long walk.
+type storageKeys struct {
+	db *store.DB
+
+	mu      sync.Mutex // guards the fields below and serialises counts
+	keys    int        // last count
+	counted time.Time  // when the last count finished; zero before the first
+	took    time.Duration
+}
+
+var storageKeysDesc = prometheus.NewDesc("dynamo_storage_keys",
+	"Keys this node stores, deleted ones whose tombstones are kept included; recounted at scrape time once the last count is 100 times older than it took.", nil, nil)
+
+func (s *storageKeys) Describe(ch chan<- *prometheus.Desc) { ch <- storageKeysDesc }
+
+func (s *storageKeys) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counted.IsZero() || time.Since(s.counted) >= keyCountCost*s.took {
+		start := time.Now()
+		keys, err := s.count()
+		if err != nil {
+			return // closed, or failing: report nothing rather than a stale count
+		}
+		s.keys, s.counted, s.took = keys, time.Now(), time.Since(start)
+	}
+	ch <- prometheus.MustNewConstMetric(storageKeysDesc, prometheus.GaugeValue, float64(s.keys))
+}
+
+func (s *storageKeys) count() (int, error) {
+	parts, err := s.db.Partitions()
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, p := range parts {
+		c, err := s.db.Count(p)
+		if err != nil {
+			return 0, err
+		}
+		total += c
+	}
+	return total, nil
 }
