@@ -245,3 +245,27 @@ func TestRestartKeepsAcknowledgedWrites(t *testing.T) {
 		}
 	}
 }
+
+// A read whose replica hangs is answered by asking one more replica
+// (speculatively) instead of waiting for the hung one until the deadline.
+func TestReadSpeculatesPastAHungReplica(t *testing.T) {
+	c := nodetest.MakeCluster(t, 3, nodetest.DefaultConfig())
+	put(t, c.Node("node-0"), "slow", "v", nil, false)
+	holdsEverywhere(t, c, []string{"slow"}, []string{"v"})
+	// node-0 reads itself and the next replica first; hang that one.
+	next := ""
+	for _, id := range c.Replicas("node-0", []byte("slow")) {
+		if id != "node-0" {
+			next = id
+			break
+		}
+	}
+	c.Net.Pause(next)
+	defer c.Net.Resume(next)
+	if got := values(get(t, c.Node("node-0"), "slow")); len(got) != 1 || got[0] != "v" {
+		t.Fatalf("read with %s hung = %q", next, got)
+	}
+	if n := counter(t, c.Node("node-0"), "dynamo_speculative_reads_total"); n < 1 {
+		t.Fatalf("the read did not speculate (%v speculative reads)", n)
+	}
+}

@@ -67,8 +67,17 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		}
 		return 0
 	})
+	speculative := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "dynamo_speculative_reads_total",
+		Help: "Reads that asked one more replica because the first answers were slower than the recent p99 of replica reads.",
+	}, func() float64 {
+		if n.coord == nil {
+			return 0
+		}
+		return float64(n.coord.SpeculativeReads())
+	})
 	reg.MustRegister(m.coordinator, m.siblings, m.transferBytes, m.transfers, m.staleForwards, owned, inTransfer, ringMembers,
-		membersByState{n}, pendingHints{n}, storageSize{n}, &storageKeys{db: n.db})
+		membersByState{n}, pendingHints{n}, storageSize{n}, &storageKeys{db: n.db}, speculative)
 	return m
 }
 
