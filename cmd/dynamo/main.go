@@ -141,6 +141,8 @@ func run(args []string, stderr io.Writer) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	var silent newConns
+	srv.ConnState = silent.track
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("serving", "listen", o.node.Listen, "peer_listen", o.node.PeerListen, "gossip_listen", o.node.GossipListen)
@@ -161,7 +163,17 @@ func run(args []string, stderr io.Writer) error {
 	n.Drain()
 	ctx, cancel := context.WithTimeout(context.Background(), o.node.RequestTimeout+5*time.Second)
 	defer cancel()
-	shutdownErr := srv.Shutdown(ctx)
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
+	var shutdownErr error
+	for waiting := true; waiting; {
+		select {
+		case shutdownErr = <-shutdown:
+			waiting = false
+		case <-time.After(250 * time.Millisecond):
+			silent.closeSilent(250 * time.Millisecond)
+		}
+	}
 	if err := n.Close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
