@@ -129,38 +129,6 @@ func TestReadyz(t *testing.T) {
 	wantError(t, h.do(http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, codeNotReady)
 }
 
-func TestUI(t *testing.T) {
-	h := newHarness(t)
-	rec := h.do(http.MethodGet, "/ui", "")
-	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
-		t.Fatalf("status %d, Content-Type %q", rec.Code, rec.Header().Get("Content-Type"))
-	}
-	page := rec.Body.String()
-	for _, want := range []string{
-		"node-a", "node-b", "10.0.0.2:8081", ">alive<", ">dead<",
-		`>suspect <span class="leaving">leaving</span><`,                          // node-b hands off
-		`<td class="num">5</td><td class="num">2</td><td class="num">123456</td>`, // node-a: owned, in transfer, bytes moved
-		"node-&lt;c&gt;",                  // escaped, not markup
-		`id="n">3<`, `id="partitions">8<`, // effective settings
-		`fetch("cluster"`, "setInterval(refresh, 2000)",
-	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("page lacks %q", want)
-		}
-	}
-	if n := strings.Count(page, `<span class="leaving">`); n != 1 {
-		t.Errorf("%d members marked leaving, want 1", n)
-	}
-	if strings.Contains(page, "node-<c>") {
-		t.Error("a member id was rendered as markup")
-	}
-	for _, external := range []string{"http://", "https://", "src=", "<link"} {
-		if strings.Contains(page, external) {
-			t.Errorf("page references an external asset (%q)", external)
-		}
-	}
-}
-
 // wantAccepted checks rec is the 202 JSON answer {"status": status, "id": id}.
 func wantAccepted(t *testing.T, rec *httptest.ResponseRecorder, status, id string) {
 	t.Helper()
