@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,9 +62,13 @@ type Options struct {
 	// Registry is where the request metrics register and what /metrics
 	// serves; nil means a new registry private to this handler.
 	Registry *prometheus.Registry
-	// Logger receives internal errors, recovered panics (Error) and one
-	// access line per request (Debug); nil discards everything.
+	// Logger receives internal errors, recovered panics (Error), one access
+	// line per request (Debug) and one per slow request (Warn); nil
+	// discards everything.
 	Logger *slog.Logger
+	// SlowRequest is how long a request may take before it is logged as
+	// slow (--slow-request); 0 logs none.
+	SlowRequest time.Duration
 }
 
 // server holds what the handlers share; it is immutable after New.
@@ -92,7 +97,7 @@ func New(svc Service, opts Options) http.Handler {
 	r := chi.NewRouter()
 	// Outermost first: metrics and the access log must see the 500 the
 	// recoverer writes.
-	r.Use(instrument(newHTTPMetrics(opts.Registry)), accessLog(opts.Logger), recoverer(opts.Logger))
+	r.Use(instrument(newHTTPMetrics(opts.Registry)), accessLog(opts.Logger, opts.SlowRequest), recoverer(opts.Logger))
 	r.NotFound(s.noRoute)
 	r.MethodNotAllowed(s.methodNotAllowed(r))
 

@@ -34,6 +34,8 @@ type fakeService struct {
 	ready   bool
 	err     error // returned by Put, Get, GetLocal and Delete when set
 	panics  bool  // every method panics when set
+	// getDelay is how long Get takes: a slow replica, as the client sees it.
+	getDelay time.Duration
 
 	puts, deletes, gets, localGets int
 	lastPut                        node.PutRequest
@@ -106,6 +108,7 @@ func (f *fakeService) Get(_ context.Context, req node.GetRequest) (*version.Obje
 	f.enter()
 	f.gets++
 	f.lastGet = req
+	time.Sleep(f.getDelay) // the slowness under test, not a wait for an event
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -368,3 +371,23 @@ func TestNewTwiceOnOneRegistry(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Requests slower than Options.SlowRequest are logged at Warn; others only
+// at Debug.
+func TestSlowRequestsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	slowSvc := newFakeService()
+	slowSvc.getDelay = 30 * time.Millisecond
+	slow := New(slowSvc, Options{Logger: logger, SlowRequest: 10 * time.Millisecond})
+	fast := New(newFakeService(), Options{Logger: logger, SlowRequest: time.Hour})
+	for _, h := range []http.Handler{fast, slow} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/keys/k", nil))
+	}
+	if n := strings.Count(buf.String(), `msg="slow request"`); n != 1 {
+		t.Fatalf("want exactly one slow request logged, got %d:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), "route=/keys/*") || !strings.Contains(buf.String(), "level=WARN") {
+		t.Fatalf("slow request line lacks its route or level:\n%s", buf.String())
+	}
+}

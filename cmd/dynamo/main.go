@@ -40,9 +40,10 @@ func main() {
 // options are the command line: the node's configuration plus what only
 // the process needs.
 type options struct {
-	node     node.Config
-	logLevel slog.Level
-	logJSON  bool
+	node        node.Config
+	logLevel    slog.Level
+	logJSON     bool
+	slowRequest time.Duration
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -72,6 +73,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&c.GossipProfile, "gossip-profile", c.GossipProfile, "memberlist timing: lan, or local for fast failure detection on one machine")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
+	fs.DurationVar(&o.slowRequest, "slow-request", time.Second, "log client requests that take this long or longer (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -136,6 +138,7 @@ func run(args []string, stderr io.Writer) error {
 			MaxValueBytes: o.node.MaxValueBytes,
 			Registry:      n.Registry(),
 			Logger:        logger,
+			SlowRequest:   o.slowRequest,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
