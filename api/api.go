@@ -95,6 +95,7 @@ func New(svc Service, opts Options) http.Handler {
 	s := &server{svc: svc, maxValueBytes: opts.MaxValueBytes, log: opts.Logger, uiPage: parseUI()}
 
 	r := chi.NewRouter()
+	r.Use(compressResponses) // outermost: every layer inside sees the plain body
 	// Outermost first: metrics and the access log must see the 500 the
 	// recoverer writes.
 	r.Use(instrument(newHTTPMetrics(opts.Registry)), accessLog(opts.Logger, opts.SlowRequest), recoverer(opts.Logger))

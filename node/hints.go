@@ -95,7 +95,7 @@ func decodeObject(raw []byte, partition int) (*version.Object, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	obj, err := version.Unmarshal(raw)
+	obj, err := decodeRecord(raw)
 	if err != nil {
 		return nil, fmt.Errorf("stored object of partition %d is corrupt: %w", partition, err)
 	}

@@ -660,7 +660,7 @@ func (n *Node) HandleRange(_ context.Context, _ string, req replication.RangeReq
 			return err
 		}
 		resp.Items = append(resp.Items, replication.RangeItem{Key: slices.Clone(key), Object: obj})
-		size += len(key) + len(value)
+		size += len(key) + recordPlainLen(value)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errPageFull) {

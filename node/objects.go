@@ -49,7 +49,7 @@ func (s *objectStore) Apply(partition int, key []byte, fn func(*version.Object) 
 			out = cur
 			return nil, store.ErrNoChange
 		}
-		return next.Marshal(), nil
+		return encodeRecord(next), nil
 	})
 	if errors.Is(err, store.ErrNoChange) {
 		return out, nil
@@ -84,7 +84,7 @@ func (s *objectStore) MergeAll(partition int, items []replication.RangeItem) (in
 			return nil, store.ErrNoChange
 		}
 		changes = append(changes, change{keys[i], cur, next})
-		return next.Marshal(), nil
+		return encodeRecord(next), nil
 	})
 	if err != nil {
 		return 0, err
