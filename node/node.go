@@ -134,8 +134,17 @@ func (n *Node) start() error {
 	if err := n.mover.load(); err != nil {
 		return fmt.Errorf("transfer progress: %w", err)
 	}
+	// What the data dir held: the keys, the hints for other nodes, and
+	// partition transfers a restart interrupted, which resume now.
 	stats, _ := n.db.Stats()
-	n.logger.Info("store opened", "dir", n.cfg.DataDir, "new", created, "keys", stats.Keys)
+	hints := 0
+	if counts, err := n.db.HintCounts(); err == nil {
+		for _, c := range counts {
+			hints += c
+		}
+	}
+	n.logger.Info("store opened", "dir", n.cfg.DataDir, "new", created, "keys", stats.Keys,
+		"hints", hints, "transfers_to_resume", n.mover.progress().Pending, "file_bytes", stats.FileBytes)
 
 	if saved, err := n.db.GetMeta(metaMembers); err != nil {
 		return err
