@@ -56,6 +56,9 @@ type Node struct {
 	// states is the latest member states by id, refreshed in the
 	// background so the request path never asks membership.
 	states atomic.Pointer[map[string]string]
+	// peerAddrs is every member's peer address by id, refreshed with
+	// states.
+	peerAddrs atomic.Pointer[map[string]string]
 
 	ring     atomic.Pointer[ring.Ring]
 	stopping atomic.Bool
@@ -295,12 +298,17 @@ func (n *Node) watchMembership() {
 func (n *Node) refreshStates() {
 	old := n.states.Load()
 	states := map[string]string{}
+	addrs := map[string]string{}
 	for _, m := range n.membership.Members() {
 		states[m.ID] = m.State
+		if m.PeerAddr != "" {
+			addrs[m.ID] = m.PeerAddr
+		}
 		if old != nil && (*old)[m.ID] != StateAlive && m.State == StateAlive && n.handoff != nil {
 			n.handoff.Wake()
 		}
 	}
+	n.peerAddrs.Store(&addrs)
 	n.states.Store(&states)
 }
 
@@ -383,7 +391,13 @@ func (n *Node) rebuildRing() {
 }
 
 // peerAddr resolves a member id to its peer address for the transport.
+// It reads the table refreshStates keeps, so the request path never copies
+// the member list; before the first refresh it asks membership.
 func (n *Node) peerAddr(id string) (string, bool) {
+	if addrs := n.peerAddrs.Load(); addrs != nil {
+		addr, ok := (*addrs)[id]
+		return addr, ok
+	}
 	for _, m := range n.membership.Members() {
 		if m.ID == id && m.PeerAddr != "" {
 			return m.PeerAddr, true
