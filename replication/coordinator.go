@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -182,19 +181,6 @@ func (t *tally) shortfall(what string) string {
 	return ""
 }
 
-// keyLocks serializes the minting of new versions per key on one node,
-// striped over a fixed set of mutexes.
-type keyLocks [1024]sync.Mutex
-
-func (l *keyLocks) lock(partition int, key []byte) (unlock func()) {
-	h := fnv.New32a()
-	h.Write([]byte{byte(partition >> 24), byte(partition >> 16), byte(partition >> 8), byte(partition)})
-	h.Write(key)
-	m := &l[h.Sum32()%uint32(len(l))]
-	m.Lock()
-	return m.Unlock
-}
-
 // CoordinatorConfig configures a Coordinator.
 type CoordinatorConfig struct {
 	// Self is this node's id, as Plans and the Transport name it.
@@ -232,7 +218,6 @@ type Deps struct {
 // It is safe for concurrent use.
 type Coordinator struct {
 	cfg   CoordinatorConfig
-	keys  keyLocks
 	reads readLatency
 	Deps
 }
@@ -250,18 +235,26 @@ func NewCoordinator(cfg CoordinatorConfig, deps Deps) *Coordinator {
 
 // Put stores a new version of key. It mints the version from the local copy
 // (clientCtx supersedes what it covers; nil means a blind write), then
-// stores it here and on the other replicas at once, and returns once
-// plan.Quorum nodes, this one and stand-ins included, hold it durably. The
-// returned clock is the new version's context: what the client had seen
-// plus the new write.
+// stores it on the other replicas and returns once plan.Quorum nodes, this
+// one and stand-ins included, hold it durably. The returned clock is the
+// new version's context: what the client had seen plus the new write.
+//
+// The version is minted inside the local write's transaction, so writes to
+// one key share group commits rather than queueing behind each other (a
+// version minted outside it needs a per-key lock held through the commit:
+// tried, and hot keys then waited in line for hundreds of milliseconds).
 func (c *Coordinator) Put(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (version.Clock, error) {
 	var dot version.Dot
-	err := c.write(ctx, plan, key, func(cur *version.Object) *version.Object {
+	actor := c.cfg.Actor(plan.Partition) // outside the store's transaction: it may take locks
+	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
 		var next *version.Object
-		next, dot = cur.Write(c.cfg.Actor(plan.Partition), clientCtx, value, contentType, c.cfg.Now())
-		return next
+		next, dot = cur.Write(actor, clientCtx, value, contentType, c.cfg.Now())
+		return next, nil
 	})
 	if err != nil {
+		return nil, fmt.Errorf("replication: local write: %w", err)
+	}
+	if err := c.replicate(ctx, plan, key, obj); err != nil {
 		return nil, err
 	}
 	return clientCtx.With(dot), nil
@@ -278,42 +271,16 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 		}
 		clientCtx = seen.Context()
 	}
-	err := c.write(ctx, plan, key, func(cur *version.Object) *version.Object {
-		return cur.Delete(clientCtx, c.cfg.Now())
+	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
+		return cur.Delete(clientCtx, c.cfg.Now()), nil
 	})
 	if err != nil {
+		return nil, fmt.Errorf("replication: local delete: %w", err)
+	}
+	if err := c.replicate(ctx, plan, key, obj); err != nil {
 		return nil, err
 	}
 	return clientCtx, nil
-}
-
-// write makes a new version of key from this node's copy with next, and
-// stores it here and on the plan's other nodes in parallel: the local fsync
-// and the replicas' overlap instead of adding up. Minting is serialized per
-// key on this node (keyLocks), so a dot is never minted twice: the local
-// copy next reads holds every version minted here before. The version is
-// merged into the local copy (which remote writes may have changed since it
-// was read), so nothing concurrent is lost.
-func (c *Coordinator) write(ctx context.Context, plan Plan, key []byte, next func(cur *version.Object) *version.Object) error {
-	unlock := c.keys.lock(plan.Partition, key)
-	cur, err := c.Store.Get(plan.Partition, key)
-	if err != nil {
-		unlock()
-		return fmt.Errorf("replication: local read: %w", err)
-	}
-	obj := next(cur)
-	local := make(chan error, 1)
-	go func() {
-		defer unlock()
-		_, err := c.Store.Apply(plan.Partition, key, func(latest *version.Object) (*version.Object, error) {
-			return version.Merge(latest, obj), nil
-		})
-		local <- err
-	}()
-	if err := c.replicateWith(ctx, plan, key, obj, local); err != nil {
-		return err
-	}
-	return nil
 }
 
 // PutAsStandIn coordinates a write on a node outside the key's first N
@@ -396,17 +363,10 @@ func (c *Coordinator) Replicate(ctx context.Context, plan Plan, key []byte, obj 
 // a hint naming it; with no stand-in left, this node keeps the hint
 // itself, so the replica still catches up without a read. Stores still in
 // flight when the quorum is reached go on in the background, bounded by
-// the timeout.
+// the timeout. The ring is checked after the local store: a write planned
+// just before the ring changed also goes to the new ring's replicas.
 func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
-	return c.replicateWith(ctx, plan, key, obj, nil)
-}
-
-// replicateWith is replicate while this node's own store of obj may still
-// be under way: local delivers its outcome (nil: it is done already). It
-// returns once the quorum is met and the local store is done, so that the
-// ring a late Replan sees is one the local copy was written under.
-func (c *Coordinator) replicateWith(ctx context.Context, plan Plan, key []byte, obj *version.Object, local <-chan error) error {
-	if c.Replan != nil && local == nil {
+	if c.Replan != nil {
 		if newer, changed := c.Replan(plan); changed {
 			plan = plan.joined(newer)
 		}
@@ -417,31 +377,18 @@ func (c *Coordinator) replicateWith(ctx context.Context, plan Plan, key []byte, 
 		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns)}
 	})
 	acks := newTally(plan, len(targets))
-	self := func() {
-		if slices.Contains(plan.targets(), c.cfg.Self) {
-			acks.add(c.cfg.Self, true)
-		} else {
-			acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
-		}
-	}
-	if local == nil {
-		self()
+	if slices.Contains(plan.targets(), c.cfg.Self) {
+		acks.add(c.cfg.Self, true)
+	} else {
+		acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
 	}
 	relax, stop := relaxAfter(ctx)
 	defer stop()
 	for !acks.met() {
-		// While this node's own store is under way, only the current
-		// replicas' count can tell that the quorum is out of reach.
-		if acks.doomed() && (local == nil || acks.got[0]+acks.due[0] < acks.need[0]) {
+		if acks.doomed() {
 			return fmt.Errorf("%w: %s", ErrUnavailable, acks.shortfall("stored the write"))
 		}
 		select {
-		case err := <-local:
-			if err != nil {
-				return fmt.Errorf("replication: local write: %w", err)
-			}
-			local = nil
-			self()
 		case <-relax:
 			acks.relaxed = true
 		case r := <-results:
@@ -451,19 +398,6 @@ func (c *Coordinator) replicateWith(ctx context.Context, plan Plan, key []byte, 
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %s in time", ErrUnavailable, acks.shortfall("stored the write"))
-		}
-	}
-	if local == nil {
-		return nil
-	}
-	if err := <-local; err != nil {
-		return fmt.Errorf("replication: local write: %w", err)
-	}
-	if c.Replan != nil {
-		if newer, changed := c.Replan(plan); changed {
-			// The ring changed while the write was under way: the replicas
-			// of the new ring get it too before it is acknowledged.
-			return c.replicate(ctx, plan.joined(newer), key, obj)
 		}
 	}
 	return nil
