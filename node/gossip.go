@@ -60,6 +60,10 @@ func startGossip(cfg Config, self Member, table *memberTable, seeds []string, lo
 		mc.PushPullInterval = 2 * time.Second
 	}
 	mc.Name = cfg.ID
+	// A member that comes back on another address (a rescheduled pod, a
+	// container with a new IP) may take its name back once it has been
+	// dead this long, instead of being refused until it is forgotten.
+	mc.DeadNodeReclaimTime = 10 * mc.ProbeInterval
 	if mc.BindAddr, err = resolveIP(host); err != nil {
 		return nil, fmt.Errorf("gossip-listen: %w", err)
 	}
@@ -94,7 +98,9 @@ func (g *gossip) joinLoop(ctx context.Context, seeds []string) {
 	backoff := 100 * time.Millisecond
 	for {
 		n, err := g.ml.Join(seeds)
-		if n > 0 {
+		// Contacting only itself (a seed list naming this node, as one
+		// list for every pod does) is no join: keep trying the others.
+		if n > 0 && g.ml.NumMembers() > 1 {
 			g.logger.Info("joined cluster", "contacted", n)
 			return
 		}
