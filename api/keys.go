@@ -41,7 +41,8 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // getKey is GET /keys/{key}: 200 with the value, 300 with every sibling, 404
-// with no live value, 304 when If-None-Match matches.
+// with no live value, 304 when If-None-Match matches. A client that prefers
+// application/json gets the 200 and 300 as one JSON document (json.go).
 func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	key, err := keyFromPath(r, keysPrefix)
 	if err != nil {
@@ -72,7 +73,9 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	s.writeObject(w, r, obj)
 }
 
-// writeObject answers a read of obj.
+// writeObject answers a read of obj in the representation the request
+// negotiates. Both carry the same status, X-Context and Last-Modified; each
+// has its own ETag. A 404 is the error body whatever was asked for.
 func (s *server) writeObject(w http.ResponseWriter, r *http.Request, obj *version.Object) {
 	h := w.Header()
 	if !obj.Live() {
@@ -84,11 +87,16 @@ func (s *server) writeObject(w http.ResponseWriter, r *http.Request, obj *versio
 		s.fail(w, r, &apiError{http.StatusNotFound, codeNotFound, "the key has no value"})
 		return
 	}
+	asJSON := wantsJSON(r.Header.Values("Accept"), nativeMediaType(obj))
 	etag := obj.ETag()
+	if asJSON {
+		etag = jsonETag(etag)
+	}
 	h.Set("X-Context", version.EncodeContext(obj.Context()))
 	h.Set("ETag", etag)
 	// Caches may keep a value but must revalidate it: the ETag makes that cheap.
 	h.Set("Cache-Control", "no-cache")
+	h.Add("Vary", "Accept")
 	if noneMatch(r.Header.Values("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -100,14 +108,20 @@ func (s *server) writeObject(w http.ResponseWriter, r *http.Request, obj *versio
 
 	var body []byte
 	status := http.StatusOK
-	if len(obj.Siblings) == 1 {
+	if len(obj.Siblings) > 1 {
+		status = http.StatusMultipleChoices
+	}
+	switch {
+	case asJSON:
+		body = encodeJSONSiblings(obj)
+		h.Set("Content-Type", jsonMediaType)
+	case len(obj.Siblings) == 1:
 		body = obj.Siblings[0].Value
 		h.Set("Content-Type", contentTypeOf(obj.Siblings[0].ContentType))
-	} else {
+	default:
 		var contentType string
 		body, contentType = encodeSiblings(obj.Siblings)
 		h.Set("Content-Type", contentType)
-		status = http.StatusMultipleChoices
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)

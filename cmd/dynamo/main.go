@@ -31,6 +31,9 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && isCLICommand(os.Args[1]) {
+		os.Exit(runCLI(os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	}
 	if err := run(os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "dynamo:", err)
 		os.Exit(1)
