@@ -1,4 +1,6 @@
-// Command dynamo runs one node of the store.
+// Command dynamo runs one node of the store; with a first argument of get,
+// put, delete or cluster it is a client of one instead (see cli.go), and
+// with probe a container health check (see probe.go).
 //
 // Every flag also reads the environment variable DYNAMO_<FLAG> (upper case,
 // '-' as '_'); a flag given on the command line wins. See CONTRACT.md §1.
