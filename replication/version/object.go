@@ -121,6 +121,28 @@ func Merge(a, b *Object) *Object {
 	if len(out.Siblings) == 0 {
 		out.Deleted = max(a.Deleted, b.Deleted)
 	}
+	out.Siblings = dropDuplicateValues(out.Siblings)
+	return out
+}
+
+// dropDuplicateValues keeps one of siblings that hold the same value and
+// content type: the one with the lowest dot, so every replica keeps the
+// same one. Such siblings come from a write retried through another
+// coordinator (a load balancer's or a client's retry of a PUT whose first
+// attempt was stored); the clock still covers both dots, so a write with
+// the merged context supersedes the write either way.
+func dropDuplicateValues(siblings []Sibling) []Sibling {
+	out := siblings[:0:0]
+	for _, s := range siblings {
+		if !slices.ContainsFunc(out, func(o Sibling) bool {
+			return o.ContentType == s.ContentType && bytes.Equal(o.Value, s.Value)
+		}) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == len(siblings) {
+		return siblings
+	}
 	return out
 }
 

@@ -687,3 +687,27 @@ func TestTombstoneDeletionTime(t *testing.T) {
 		t.Error("accepted a zero deletion time")
 	}
 }
+
+// A PUT retried through another coordinator mints a second dot for the same
+// value; merging keeps one of them (the lowest dot, on every replica), so
+// the client does not see the value twice.
+func TestMergeDropsRetriedDuplicate(t *testing.T) {
+	base, _ := (*Object)(nil).Write(actA, nil, []byte("old"), "text/plain", t0)
+	first, _ := base.Write(actA, base.Context(), []byte("new"), "text/plain", t0)
+	retry, _ := base.Write(actB, base.Context(), []byte("new"), "text/plain", t0.Add(time.Second))
+	other, _ := base.Write(actB, base.Context(), []byte("new"), "application/json", t0)
+	got := Merge(first, retry)
+	if len(got.Siblings) != 1 || string(got.Siblings[0].Value) != "new" {
+		t.Fatalf("merge of a write and its retry = %v", dotsOf(got))
+	}
+	if !Merge(retry, first).Equal(got) {
+		t.Fatal("replicas merging in either order disagree")
+	}
+	if !got.Clock.Covers(first.Siblings[0].Dot) || !got.Clock.Covers(retry.Siblings[0].Dot) {
+		t.Fatal("the merged clock lost a dot")
+	}
+	checkObject(t, got)
+	if n := len(Merge(first, other).Siblings); n != 2 {
+		t.Fatalf("the same bytes under another content type are another value: %d siblings", n)
+	}
+}
