@@ -1,7 +1,8 @@
 // Package containers holds the deployment tests: they run the repository's
 // docker-compose.yml for real (three dynamo containers joined by gossip,
 // HAProxy and nginx in front) and check the external contract through the
-// load balancers' published ports, while containers are killed.
+// load balancers' published ports, while nodes are killed, paused, cut
+// off and restarted under load through both.
 //
 // The images come from deploy/images/build.sh, which needs no image
 // registry: the dynamo binary built here on an empty base, and the load

@@ -155,6 +155,20 @@ type stack struct {
 	stats   string // HAProxy's stats page
 }
 
+// balancer is one of the load balancers in front of the nodes.
+type balancer struct {
+	name string // its compose service
+	addr string // host:port of its client port
+	// checks tells whether it checks the nodes' health itself (HAProxy), so
+	// that a node is out of its rotation from the moment it notices; nginx
+	// learns from the requests that meet the node.
+	checks bool
+}
+
+func (s *stack) balancers() []balancer {
+	return []balancer{{"haproxy", s.haproxy, true}, {"nginx", s.nginx, false}}
+}
+
 // upStack starts a new project and waits until both load balancers front
 // a cluster of three ready nodes that all see each other. Everything it
 // created is removed when t ends, and on failure the containers' logs are
@@ -191,18 +205,7 @@ func upStack(t *testing.T) *stack {
 	t.Logf("compose project %s up in %v: haproxy %s (stats %s), nginx %s",
 		s.project, time.Since(start).Round(time.Millisecond), s.haproxy, s.stats, s.nginx)
 
-	s.waitServersUp(t, readyTimeout, "node1", "node2", "node3")
-	s.waitConverged(t, readyTimeout, s.haproxy, 3)
-	waitFor(t, readyTimeout, "nginx answers /readyz", func() error {
-		r, err := s.try(s.nginx, http.MethodGet, "/readyz", nil)
-		if err != nil {
-			return err
-		}
-		if r.status != http.StatusOK {
-			return fmt.Errorf("/readyz: %v", r)
-		}
-		return nil
-	})
+	s.waitWhole(t)
 	t.Logf("cluster converged and fronted %v after up", time.Since(start).Round(time.Millisecond))
 	return s
 }
