@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +18,11 @@ type hintStore struct {
 	db      *store.DB
 	metrics *replication.Metrics
 	logger  *slog.Logger
+	// grace is --tombstone-grace and now the node's clock: a hint of a
+	// value older than the grace is dropped rather than delivered or read
+	// (see expired).
+	grace time.Duration
+	now   func() time.Time
 }
 
 var _ replication.HintStore = hintStore{}
@@ -62,9 +69,27 @@ func (h hintStore) Hinted(partition int, key []byte) (*version.Object, error) {
 		if err != nil {
 			return nil, err
 		}
+		if h.expired(obj) {
+			continue
+		}
 		merged = version.Merge(merged, obj)
 	}
 	return merged, nil
+}
+
+// expired reports whether a hint carries only values written longer ago
+// than the tombstone grace. A delete of such a value may have been purged
+// everywhere by now (replicas purge a tombstone once they all had it for
+// the grace, and a stand-in is no replica), so delivering or reading the
+// hint could bring the deleted value back; as Cassandra bounds its hint
+// window by gc_grace, it is dropped instead. The replicas that acknowledged
+// the write with it hold the value, and anti-entropy spreads it. Hints of
+// deletes (tombstones) never resurrect anything and are kept.
+func (h hintStore) expired(obj *version.Object) bool {
+	if h.grace <= 0 || !obj.Live() {
+		return false
+	}
+	return obj.Modified().Add(h.grace).Before(h.now())
 }
 
 func (h hintStore) Targets() ([]string, error) { return h.db.HintTargets() }
@@ -79,6 +104,15 @@ func (h hintStore) Hints(target string, cursor []byte, limit int) ([]replication
 		obj, err := decodeObject(r.Value, int(r.Partition))
 		if err != nil {
 			return nil, nil, err
+		}
+		if h.expired(obj) {
+			if _, err := h.db.DeleteHint(r.Target, r.Partition, r.Key, r.Seq); err != nil {
+				return nil, nil, err
+			}
+			h.metrics.HintsDropped(1)
+			h.logger.Warn("dropped a hint older than the tombstone grace", "target", r.Target, "partition", r.Partition,
+				"written", obj.Modified(), "grace", h.grace)
+			continue
 		}
 		out = append(out, replication.Hint{Target: r.Target, Partition: int(r.Partition), Key: r.Key, Object: obj, Seq: r.Seq})
 	}

@@ -171,7 +171,7 @@ func (n *Node) start() error {
 	n.replMetric = replication.NewMetrics(n.registry)
 	n.health = replication.NewHealth(replication.HealthConfig{Down: n.memberDown, Now: n.cfg.Now})
 	n.pipeline = replication.NewPipeline(replication.PipelineConfig{TaskTimeout: n.cfg.RequestTimeout}, n.registry)
-	n.hints = hintStore{db: n.db, metrics: n.replMetric, logger: n.logger}
+	n.hints = hintStore{db: n.db, metrics: n.replMetric, logger: n.logger, grace: n.cfg.TombstoneGrace, now: n.cfg.Now}
 	deps := replication.Deps{
 		Store:     n.objects,
 		Replan:    n.replan,
