@@ -948,6 +948,11 @@ func (n *Node) Close() error {
 		n.gate.Lock() // waits for requests in flight
 		n.closed = true
 		n.gate.Unlock()
+		if n.coord != nil {
+			// Stores still on their way to replicas after their client was
+			// answered keep a hint when they fail: the store must be open.
+			n.coord.Wait()
+		}
 		close(n.done)
 		n.loops.Wait()
 		err = n.closeResources()

@@ -219,8 +219,16 @@ type Deps struct {
 type Coordinator struct {
 	cfg   CoordinatorConfig
 	reads readLatency
+	// calls counts replica requests still running, also those that go on
+	// after the client was answered, so the node can wait for them (and
+	// the hints they may keep) before it closes its store.
+	calls sync.WaitGroup
 	Deps
 }
+
+// Wait returns once every replica request started so far has finished;
+// each is bounded by the coordinator's timeout.
+func (c *Coordinator) Wait() { c.calls.Wait() }
 
 // NewCoordinator builds a coordinator.
 func NewCoordinator(cfg CoordinatorConfig, deps Deps) *Coordinator {
@@ -670,7 +678,7 @@ func (c *Coordinator) fanOutLater(ctx context.Context, ids []string, first int, 
 		}
 		id := ids[launched]
 		launched++
-		go func() { results <- call(bg, id) }()
+		c.calls.Go(func() { results <- call(bg, id) })
 		return true
 	}
 	for range first {
@@ -703,7 +711,11 @@ func (c *Coordinator) fanOut(ctx context.Context, ids []string, call func(contex
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
 	var wg sync.WaitGroup
 	for _, id := range ids {
-		wg.Go(func() { results <- call(bg, id) })
+		c.calls.Add(1)
+		wg.Go(func() {
+			defer c.calls.Done()
+			results <- call(bg, id)
+		})
 	}
 	go func() {
 		wg.Wait()
