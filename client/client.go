@@ -128,6 +128,9 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Resu
 	if r := quorumParam(o.r); r != "" {
 		q.Set("r", r)
 	}
+	if o.local {
+		q.Set("local", "true")
+	}
 	ans, err := c.do(ctx, key, request{method: http.MethodGet, path: keyPath("/keys/", key), query: q})
 	if err != nil {
 		return nil, err

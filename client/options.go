@@ -131,13 +131,21 @@ func quorumParam(n int) string {
 type ReadOption func(*readOptions)
 
 type readOptions struct {
-	r int
+	r     int
+	local bool
 }
 
 // R sets the read quorum of this read: a count from 1 to the effective N, or
 // QuorumOne, QuorumMajority or QuorumAll. 0 means the node's default.
 func R(n int) ReadOption {
 	return func(o *readOptions) { o.r = n }
+}
+
+// Local reads the answering node's own stored copy only (?local=true): no
+// forwarding, quorum or repair. For operators and tests checking replicas;
+// it makes sense with one address and routing off.
+func Local() ReadOption {
+	return func(o *readOptions) { o.local = true }
 }
 
 // WriteOption adjusts one write or delete.

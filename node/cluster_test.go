@@ -9,6 +9,7 @@ import (
 
 	"github.com/dynamo-kv/dynamo/node"
 	"github.com/dynamo-kv/dynamo/node/nodetest"
+	"github.com/dynamo-kv/dynamo/replication/simnet"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
@@ -312,4 +313,49 @@ func TestStoppedCoordinatorKeepsItsHint(t *testing.T) {
 	c.Heal()
 	c.Restart("node-0")
 	holdsEverywhere(t, c, []string{"k"}, []string{"v"})
+}
+
+// TestForwardedRequestWhoseAnswerIsLost: a non-replica forwards to a
+// coordinator that takes the request and dies (or is cut off) before it
+// answers. A write's outcome is then unknown: the client hears
+// ErrUnavailable (503), never an internal error, and the write is not sent
+// again under a new dot. A read is asked of the next replica instead.
+func TestForwardedRequestWhoseAnswerIsLost(t *testing.T) {
+	cfg := nodetest.DefaultConfig()
+	cfg.HintedHandoff = false
+	c := nodetest.MakeCluster(t, 5, cfg)
+	var key string
+	for i := 0; ; i++ {
+		key = fmt.Sprintf("lost-%d", i)
+		if !slices.Contains(c.Replicas("node-0", []byte(key)), "node-0") {
+			break
+		}
+	}
+	via := c.Node("node-0")
+	put(t, via, key, "v1", nil, false)
+
+	c.Net.LoseAnswers(simnet.KindCoordinate, true)
+	_, err := via.Put(nodetest.Ctx(t), node.PutRequest{Key: []byte(key), Value: []byte("v2"), ContentType: "text/plain"})
+	if !errors.Is(err, node.ErrUnavailable) {
+		t.Fatalf("forwarded write whose answer was lost: err = %v, want ErrUnavailable", err)
+	}
+	// The coordinator ran it: v2 is there, as a sibling of v1, once.
+	nodetest.Eventually(t, 5*time.Second, func() error {
+		for id, obj := range c.Local([]byte(key)) {
+			if got := values(obj); !slices.Equal(got, []string{"v1", "v2"}) {
+				return fmt.Errorf("%s holds %q", id, got)
+			}
+		}
+		return nil
+	})
+	c.Net.LoseAnswers(simnet.KindCoordinate, false)
+	coordinations := c.Net.Calls()[simnet.KindCoordinate]
+	c.Net.LoseAnswers(simnet.KindCoordinate, true)
+	_, err = via.Get(nodetest.Ctx(t), node.GetRequest{Key: []byte(key)})
+	if !errors.Is(err, node.ErrNoReplicas) {
+		t.Fatalf("forwarded read with every answer lost: err = %v, want ErrNoReplicas", err)
+	}
+	if got := c.Net.Calls()[simnet.KindCoordinate] - coordinations; got != 3 {
+		t.Fatalf("the read was sent to %d coordinators, want all 3 replicas", got)
+	}
 }

@@ -606,6 +606,20 @@ func (n *Node) forward(ctx context.Context, plan replication.Plan, req replicati
 			n.logger.Debug("coordinator unreachable, trying next", "peer", id, "err", err)
 			continue
 		}
+		if errors.Is(err, replication.ErrOutcomeUnknown) {
+			// The coordinator took the request and died or was cut off
+			// before answering. A read changed nothing: ask the next. A
+			// write may or may not have been applied, so it is not sent
+			// again under a new dot; the client hears 503, as for any
+			// write whose quorum was not confirmed.
+			n.health.Failed(id)
+			if req.Op == replication.OpGet {
+				n.logger.Debug("coordinator failed mid-read, trying next", "peer", id, "err", err)
+				continue
+			}
+			err = fmt.Errorf("%w: coordinator %s failed before answering; the write may or may not have been applied: %w",
+				replication.ErrUnavailable, id, err)
+		}
 		n.health.Succeeded(id)
 		n.metrics.coordinated("forward", err)
 		return resp, err

@@ -6,6 +6,10 @@ var (
 	// ErrUnreachable reports that a node could not be reached at all, so the
 	// request had no effect there and may be sent elsewhere.
 	ErrUnreachable = errors.New("replication: node unreachable")
+	// ErrOutcomeUnknown reports that a node took a request but its answer
+	// never came (the connection broke, or the node died or was cut off
+	// mid-request): the request may or may not have had its effect there.
+	ErrOutcomeUnknown = errors.New("replication: outcome unknown")
 	// ErrUnavailable reports that fewer than R (or W) replicas answered
 	// before the deadline. A write may still exist on fewer replicas.
 	ErrUnavailable = errors.New("replication: not enough replicas answered in time")

@@ -45,21 +45,35 @@
 //
 // # Running it
 //
-// The tests run an in-process cluster of five nodes (N=3, R=2, W=2) in
-// five scenarios: hints and anti-entropy as in production, hints alone,
-// anti-entropy alone, both with tombstones purged after a second, and
-// majority faults. The short mode runs in every `go test` (about 90
-// seconds):
+// The same run drives two kinds of cluster, five nodes each (N=3, R=2,
+// W=2):
+//
+//   - in process, over simnet: kill is a graceful Close, pause hangs a
+//     node's traffic, partitions are simnet's. Five scenarios: hints and
+//     anti-entropy as in production, hints alone, anti-entropy alone, both
+//     with tombstones purged after a second, and majority faults.
+//   - containers of the real binary (docker_test.go), on a private Docker
+//     network, with clients on ports published on 127.0.0.1: docker kill
+//     (SIGKILL) and docker start on the same volume, docker pause, and
+//     partitions made of iptables rules inside the nodes' network
+//     namespaces (nsenter; root needed). The image is deploy/images/build.sh's
+//     FROM scratch one, built locally. Without Docker the mode skips,
+//     unless DYNAMO_REQUIRE_DOCKER=1 (CI) makes that a failure.
+//
+// The short mode runs in every `go test` (about 90 seconds in process, and
+// two minutes in containers):
 //
 //	go test -count=1 -v ./e2e/faults/
 //	DYNAMO_FAULT_SEED=123 go test -count=1 -v -run 'TestFaults/minority-hints$' ./e2e/faults/
+//	go test -count=1 -v -run TestFaultsContainers ./e2e/faults/
 //
 // Each scenario's seed is derived from its name unless DYNAMO_FAULT_SEED
-// is set, and is printed with the command that reproduces it. The soak
-// mode is by hand:
+// is set, and is printed with the command that reproduces it (the
+// schedule, not the timing of every request). The soak mode is by hand:
 //
 //	DYNAMO_SOAK=20m go test -count=1 -v -timeout 0 -run TestFaultSoak ./e2e/faults/
+//	DYNAMO_SOAK=20m DYNAMO_SOAK_MODE=containers go test -count=1 -v -timeout 0 -run TestFaultSoak ./e2e/faults/
 //
 // with DYNAMO_SOAK_ROUND (2m: faults between two checks) and
-// DYNAMO_SOAK_SCENARIO (minority-both) to change it.
+// DYNAMO_SOAK_SCENARIO (minority-both, or containers) to change it.
 package faults

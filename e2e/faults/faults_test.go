@@ -61,35 +61,62 @@ const (
 	faultLogLines = 300
 )
 
-// TestFaults is the short mode, for every CI run: each scenario injects
-// faults for its period while clients run, then heals, waits for the
-// replicas to converge and checks them against what clients were told.
+// containerScenarios run in the container mode: one scenario with
+// everything on, tombstones purged within the run, as the short mode of
+// every CI run (about two minutes with the cluster's start).
+var containerScenarios = []scenario{
+	{name: "containers", hints: true, antiEntropy: time.Second, tombstoneGrace: 2 * time.Second, period: 40 * time.Second},
+}
+
+// TestFaults is the in-process short mode, for every CI run: each scenario
+// injects faults for its period while clients run, then heals, waits for
+// the replicas to converge and checks them against what clients were told.
 //
 // The seed comes from the test's name, or from DYNAMO_FAULT_SEED; the
 // period from DYNAMO_FAULT_PERIOD (a duration) when set.
 func TestFaults(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			period := sc.period
-			if s := os.Getenv("DYNAMO_FAULT_PERIOD"); s != "" {
-				d, err := time.ParseDuration(s)
-				if err != nil {
-					t.Fatalf("DYNAMO_FAULT_PERIOD: %v", err)
-				}
-				period = d
-			}
-			run(t, sc, []time.Duration{period}, false)
+			run(t, sc, inProcessCluster(t, sc), []time.Duration{periodOf(t, sc)}, false)
 		})
 	}
+}
+
+// TestFaultsContainers is the container mode's short run: five containers
+// of the real binary, killed with SIGKILL, paused with the cgroup freezer
+// and partitioned with iptables (docker_test.go). It needs a Docker engine
+// and root; it skips without them unless DYNAMO_REQUIRE_DOCKER=1, as in CI.
+func TestFaultsContainers(t *testing.T) {
+	for _, sc := range containerScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			run(t, sc, containerCluster(t, sc), []time.Duration{periodOf(t, sc)}, false)
+		})
+	}
+}
+
+// periodOf is how long sc injects faults in the short mode:
+// DYNAMO_FAULT_PERIOD when set.
+func periodOf(t *testing.T, sc scenario) time.Duration {
+	s := os.Getenv("DYNAMO_FAULT_PERIOD")
+	if s == "" {
+		return sc.period
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("DYNAMO_FAULT_PERIOD: %v", err)
+	}
+	return d
 }
 
 // TestFaultSoak is the soak mode, by hand only:
 //
 //	DYNAMO_SOAK=20m go test -count=1 -v -timeout 0 -run TestFaultSoak ./e2e/faults/
 //
-// It runs one cluster (DYNAMO_SOAK_SCENARIO, default minority-both) in
-// rounds of DYNAMO_SOAK_ROUND (default 2m) of faults, each ended by a
-// heal, a convergence wait and a check of the whole history so far.
+// It runs one cluster in rounds of DYNAMO_SOAK_ROUND (default 2m) of
+// faults, each ended by a heal, a convergence wait and a check of the
+// whole history so far. DYNAMO_SOAK_MODE is inprocess (the default) or
+// containers, and DYNAMO_SOAK_SCENARIO one of that mode's scenarios
+// (default minority-both, or containers).
 func TestFaultSoak(t *testing.T) {
 	total := os.Getenv("DYNAMO_SOAK")
 	if total == "" {
@@ -105,35 +132,33 @@ func TestFaultSoak(t *testing.T) {
 			t.Fatalf("DYNAMO_SOAK_ROUND: %v", err)
 		}
 	}
-	name := cmp.Or(os.Getenv("DYNAMO_SOAK_SCENARIO"), "minority-both")
+	list, start, fallback := scenarios, inProcessCluster, "minority-both"
+	switch mode := cmp.Or(os.Getenv("DYNAMO_SOAK_MODE"), "inprocess"); mode {
+	case "inprocess":
+	case "containers":
+		list, start, fallback = containerScenarios, containerCluster, "containers"
+	default:
+		t.Fatalf("DYNAMO_SOAK_MODE %q: want inprocess or containers", mode)
+	}
+	name := cmp.Or(os.Getenv("DYNAMO_SOAK_SCENARIO"), fallback)
 	var sc *scenario
-	for i := range scenarios {
-		if scenarios[i].name == name {
-			sc = &scenarios[i]
+	for i := range list {
+		if list[i].name == name {
+			sc = &list[i]
 		}
 	}
 	if sc == nil {
-		t.Fatalf("DYNAMO_SOAK_SCENARIO %q: not one of %v", name, scenarioNames())
+		t.Fatalf("DYNAMO_SOAK_SCENARIO %q: not one of %v", name, scenarioNames(list))
 	}
 	var rounds []time.Duration
 	for left := soak; left > 0; left -= round {
 		rounds = append(rounds, min(round, left))
 	}
-	run(t, *sc, rounds, true)
+	run(t, *sc, start(t, *sc), rounds, true)
 }
 
-// run drives one cluster through rounds of faults, each followed by a
-// heal, convergence and a check of the history so far.
-func run(t *testing.T, sc scenario, rounds []time.Duration, soak bool) {
-	seed := seedFor(t)
-	env := ""
-	if soak {
-		env = fmt.Sprintf("DYNAMO_SOAK=%s DYNAMO_SOAK_ROUND=%s DYNAMO_SOAK_SCENARIO=%s ",
-			os.Getenv("DYNAMO_SOAK"), cmp.Or(os.Getenv("DYNAMO_SOAK_ROUND"), "2m"), sc.name)
-	}
-	t.Logf("seed %d; reproduce with: %sDYNAMO_FAULT_SEED=%d go test -count=1 -v -timeout 0 -run '^%s$' ./e2e/faults/",
-		seed, env, seed, t.Name())
-
+// inProcessCluster starts sc's cluster in this process, over simnet.
+func inProcessCluster(t *testing.T, sc scenario) faults.Cluster {
 	cfg := nodetest.DefaultConfig()
 	cfg.RequestTimeout = 2 * time.Second // the contract's default
 	cfg.HintedHandoff = sc.hints
@@ -144,7 +169,36 @@ func run(t *testing.T, sc scenario, rounds []time.Duration, soak bool) {
 	if os.Getenv("DEBUGLOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	cluster := &inProcess{c: nodetest.MakeCluster(t, clusterSize, cfg)}
+	return &inProcess{c: nodetest.MakeCluster(t, clusterSize, cfg)}
+}
+
+// containerCluster starts sc's cluster as containers of the real binary,
+// configured with the flags an operator would use.
+func containerCluster(t *testing.T, sc scenario) faults.Cluster {
+	image := requireDocker(t)
+	flags := []string{
+		"--partitions=64", "--request-timeout=2s", "--gossip-profile=local",
+		fmt.Sprintf("--hinted-handoff=%t", sc.hints),
+		fmt.Sprintf("--anti-entropy-interval=%s", sc.antiEntropy),
+	}
+	if sc.tombstoneGrace > 0 {
+		flags = append(flags, fmt.Sprintf("--tombstone-grace=%s", sc.tombstoneGrace))
+	}
+	return startDockerCluster(t, image, clusterSize, flags)
+}
+
+// run drives one cluster through rounds of faults, each followed by a
+// heal, convergence and a check of the history so far.
+func run(t *testing.T, sc scenario, cluster faults.Cluster, rounds []time.Duration, soak bool) {
+	seed := seedFor(t)
+	env := ""
+	if soak {
+		env = fmt.Sprintf("DYNAMO_SOAK=%s DYNAMO_SOAK_ROUND=%s DYNAMO_SOAK_MODE=%s DYNAMO_SOAK_SCENARIO=%s ",
+			os.Getenv("DYNAMO_SOAK"), cmp.Or(os.Getenv("DYNAMO_SOAK_ROUND"), "2m"),
+			cmp.Or(os.Getenv("DYNAMO_SOAK_MODE"), "inprocess"), sc.name)
+	}
+	t.Logf("seed %d; reproduce with: %sDYNAMO_FAULT_SEED=%d go test -count=1 -v -timeout 0 -run '^%s$' ./e2e/faults/",
+		seed, env, seed, t.Name())
 	nodes := cluster.Nodes()
 
 	history := faults.NewHistory()
@@ -257,9 +311,9 @@ func (l *eventLog) dump() {
 	}
 }
 
-func scenarioNames() []string {
+func scenarioNames(list []scenario) []string {
 	var names []string
-	for _, sc := range scenarios {
+	for _, sc := range list {
 		names = append(names, sc.name)
 	}
 	return names

@@ -170,7 +170,7 @@ func roundTrip[Req, Resp any](
 		if !connected.Load() {
 			return zero, fmt.Errorf("%w: peer %s at %s: %w", replication.ErrUnreachable, to, addr, err)
 		}
-		return zero, fmt.Errorf("peer %s at %s: outcome unknown: %w", to, addr, err)
+		return zero, fmt.Errorf("%w: peer %s at %s: %w", replication.ErrOutcomeUnknown, to, addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -188,7 +188,7 @@ func roundTrip[Req, Resp any](
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w: %w", cerr, err)
 		}
-		return zero, fmt.Errorf("peer %s at %s: reading %s response: %w", to, addr, kind, err)
+		return zero, fmt.Errorf("%w: peer %s at %s: reading %s response: %w", replication.ErrOutcomeUnknown, to, addr, kind, err)
 	}
 	if len(data) > MaxBodyBytes {
 		return zero, fmt.Errorf("peer %s: %s response over %d bytes", to, kind, MaxBodyBytes)

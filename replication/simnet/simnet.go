@@ -2,7 +2,6 @@ package simnet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -14,8 +13,9 @@ import (
 )
 
 // ErrResponseLost reports that a call's handler ran but its answer was
-// dropped on the way back: the outcome is unknown to the caller.
-var ErrResponseLost = errors.New("simnet: response lost")
+// dropped on the way back: the outcome is unknown to the caller, as the
+// peer transport reports a connection broken mid-request.
+var ErrResponseLost = fmt.Errorf("simnet: response lost: %w", replication.ErrOutcomeUnknown)
 
 // Call kinds, the keys of Network.Calls.
 const (
@@ -40,9 +40,11 @@ type Network struct {
 	// paused holds a channel per paused id, closed by Resume or Heal.
 	paused   map[string]chan struct{}
 	dropRate float64
-	minDelay time.Duration
-	maxDelay time.Duration
-	calls    map[string]int
+	// loseAnswers holds the call kinds whose every answer is lost.
+	loseAnswers map[string]bool
+	minDelay    time.Duration
+	maxDelay    time.Duration
+	calls       map[string]int
 }
 
 // New returns a fully connected network without faults. seed drives every
@@ -144,6 +146,18 @@ func (n *Network) SetDropRate(p float64) {
 	n.dropRate = p
 }
 
+// LoseAnswers makes every call of kind run its handler and lose its answer
+// (ErrResponseLost), as when a node dies or is cut off mid-request; false
+// ends it.
+func (n *Network) LoseAnswers(kind string, lose bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.loseAnswers == nil {
+		n.loseAnswers = map[string]bool{}
+	}
+	n.loseAnswers[kind] = lose
+}
+
 // SetDelay delays each request by a duration drawn uniformly from
 // [min, max]. Negative bounds count as zero; reversed bounds are swapped.
 func (n *Network) SetDelay(min, max time.Duration) {
@@ -184,6 +198,7 @@ func (n *Network) admit(from, to, kind string) (fault, error) {
 		f.dropRequest = n.rng.Float64() < n.dropRate
 		f.dropResponse = n.rng.Float64() < n.dropRate
 	}
+	f.dropResponse = f.dropResponse || n.loseAnswers[kind]
 	if n.maxDelay > 0 {
 		f.delay = n.minDelay
 		if span := n.maxDelay - n.minDelay; span > 0 {
