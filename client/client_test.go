@@ -362,3 +362,32 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// Local reads the answering node's own copy: a replica's holds the value,
+// a non-replica's nothing, where a quorum read through it finds the value.
+func TestLocalReadsOneNodesCopy(t *testing.T) {
+	nodes := newCluster(t, 4, nil)
+	ctx := ctxFor(t)
+	routed := newClient(t, nodes.Addrs())
+	if _, err := routed.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := routed.KeyInfo(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, addr := range nodes.Addrs() {
+		one := newClient(t, []string{addr}, client.WithRouting(false))
+		res, err := one.Get(ctx, "k", client.Local())
+		replica := slices.Contains(info.PreferenceList, fmt.Sprintf("node-%d", i))
+		switch {
+		case replica && (err != nil || string(res.Value()) != "v"):
+			t.Errorf("node-%d, a replica: local read = %v, %v; want v", i, res, err)
+		case !replica && !errors.Is(err, client.ErrNotFound):
+			t.Errorf("node-%d, not a replica: local read err = %v, want ErrNotFound", i, err)
+		}
+		if res, err := one.Get(ctx, "k"); err != nil || string(res.Value()) != "v" {
+			t.Errorf("node-%d: quorum read = %v, %v; want v", i, res, err)
+		}
+	}
+}
