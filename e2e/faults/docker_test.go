@@ -171,6 +171,7 @@ func startDockerCluster(t *testing.T, image string, size int, flags []string) *d
 	t.Cleanup(c.remove)
 	c.docker(t, "network", "create", "--label", "org.dynamo-kv.test=faults", c.network)
 
+	start := time.Now()
 	var seeds []string
 	for i := range size {
 		id := fmt.Sprintf("n%d", i+1)
@@ -192,9 +193,8 @@ func startDockerCluster(t *testing.T, image string, size int, flags []string) *d
 			t.Fatal(err)
 		}
 	}
-	start := time.Now()
 	c.waitWhole(t)
-	t.Logf("%d containers of %s ready and joined %.1fs after their start", size, image, time.Since(start).Seconds())
+	t.Logf("%d containers of %s started, ready and joined in %.1fs", size, image, time.Since(start).Seconds())
 	return c
 }
 
