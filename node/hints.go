@@ -19,10 +19,12 @@ type hintStore struct {
 	metrics *replication.Metrics
 	logger  *slog.Logger
 	// grace is --tombstone-grace and now the node's clock: a hint of a
-	// value older than the grace is dropped rather than delivered or read
-	// (see expired).
-	grace time.Duration
-	now   func() time.Time
+	// value older than half the grace is dropped rather than delivered or
+	// read (see stale). timeout is --request-timeout, how long a read that
+	// sees a hint may take to repair replicas with it.
+	grace   time.Duration
+	timeout time.Duration
+	now     func() time.Time
 }
 
 var _ replication.HintStore = hintStore{}
@@ -69,7 +71,9 @@ func (h hintStore) Hinted(partition int, key []byte) (*version.Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		if h.expired(obj) {
+		// A coordinator may read-repair replicas with what it reads here
+		// until its request's deadline.
+		if h.stale(obj, h.now().Add(h.timeout)) {
 			continue
 		}
 		merged = version.Merge(merged, obj)
@@ -77,20 +81,28 @@ func (h hintStore) Hinted(partition int, key []byte) (*version.Object, error) {
 	return merged, nil
 }
 
-// expired reports whether a hint carries only values written longer ago
-// than the tombstone grace. A delete of such a value may have been purged
-// everywhere by now (replicas purge a tombstone once they all had it for
-// the grace, and a stand-in is no replica), so delivering or reading the
-// hint could bring the deleted value back; as Cassandra bounds its hint
-// window by gc_grace, it is dropped instead. The replicas that acknowledged
-// the write with it hold the value, and anti-entropy spreads it. Hints of
-// deletes (tombstones) never resurrect anything and are kept.
-func (h hintStore) expired(obj *version.Object) bool {
+// stale reports whether a hint carries only values that will have been
+// written more than half the tombstone grace ago by until, the time by
+// which what is done with it now (a delivery, a read repair) has landed.
+//
+// A delete of such a value may be purged everywhere once the grace has
+// passed (replicas purge a tombstone once they all had it for the grace,
+// and a stand-in is no replica), so delivering or reading the hint later
+// could bring the deleted value back. As Cassandra bounds its hint window
+// by gc_grace, the hint is dropped instead: the replicas that acknowledged
+// the write with it hold the value, and anti-entropy spreads it. Half the
+// grace, not all of it, leaves the other half for clock skew between the
+// nodes that stamped the write and the delete. Hints of deletes
+// (tombstones) never resurrect anything and are kept.
+func (h hintStore) stale(obj *version.Object, until time.Time) bool {
 	if h.grace <= 0 || !obj.Live() {
 		return false
 	}
-	return obj.Modified().Add(h.grace).Before(h.now())
+	return !obj.Modified().Add(h.grace / 2).After(until)
 }
+
+// Stale is stale for a hint about to be delivered (HandoffConfig.Stale).
+func (h hintStore) Stale(hint replication.Hint, until time.Time) bool { return h.stale(hint.Object, until) }
 
 func (h hintStore) Targets() ([]string, error) { return h.db.HintTargets() }
 
@@ -105,18 +117,23 @@ func (h hintStore) Hints(target string, cursor []byte, limit int) ([]replication
 		if err != nil {
 			return nil, nil, err
 		}
-		if h.expired(obj) {
+		if h.stale(obj, h.now()) {
 			if _, err := h.db.DeleteHint(r.Target, r.Partition, r.Key, r.Seq); err != nil {
 				return nil, nil, err
 			}
-			h.metrics.HintsDropped(1)
-			h.logger.Warn("dropped a hint older than the tombstone grace", "target", r.Target, "partition", r.Partition,
-				"written", obj.Modified(), "grace", h.grace)
+			h.dropped(r.Target, r.Partition, obj)
 			continue
 		}
 		out = append(out, replication.Hint{Target: r.Target, Partition: int(r.Partition), Key: r.Key, Object: obj, Seq: r.Seq})
 	}
 	return out, next, nil
+}
+
+// dropped counts and logs a stale hint dropped.
+func (h hintStore) dropped(target string, partition uint32, obj *version.Object) {
+	h.metrics.HintsDropped(1)
+	h.logger.Warn("dropped a hint older than half the tombstone grace", "target", target, "partition", partition,
+		"written", obj.Modified(), "grace", h.grace)
 }
 
 func (h hintStore) Delivered(hint replication.Hint) error {

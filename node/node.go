@@ -171,7 +171,8 @@ func (n *Node) start() error {
 	n.replMetric = replication.NewMetrics(n.registry)
 	n.health = replication.NewHealth(replication.HealthConfig{Down: n.memberDown, Now: n.cfg.Now})
 	n.pipeline = replication.NewPipeline(replication.PipelineConfig{TaskTimeout: n.cfg.RequestTimeout}, n.registry)
-	n.hints = hintStore{db: n.db, metrics: n.replMetric, logger: n.logger, grace: n.cfg.TombstoneGrace, now: n.cfg.Now}
+	n.hints = hintStore{db: n.db, metrics: n.replMetric, logger: n.logger, grace: n.cfg.TombstoneGrace,
+		timeout: n.cfg.RequestTimeout, now: n.cfg.Now}
 	deps := replication.Deps{
 		Store:     n.objects,
 		Replan:    n.replan,
@@ -196,6 +197,7 @@ func (n *Node) start() error {
 		Logger:    n.logger,
 		Gone:      n.memberGone,
 		Redeliver: n.redeliver,
+		Stale:     n.hints.Stale,
 	}, n.hints, n.transport, n.health, n.pipeline, n.replMetric)
 	if n.cfg.AntiEntropyInterval > 0 {
 		n.objects.trees = replication.NewTrees()

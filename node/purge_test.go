@@ -82,3 +82,49 @@ func TestHintAfterPurgeDoesNotResurrect(t *testing.T) {
 		}
 	}
 }
+
+// A hint is delivered only if its value will still be younger than half
+// the tombstone grace when the delivery's deadline passes: one read in
+// time but delivered later (it waited its turn in the background queue)
+// could land after the delete of its value was purged. Here every hint is
+// too old by its deadline (grace 2s, request timeout 2s): it is dropped,
+// and the returning replica gets nothing from it.
+func TestHintTooOldByItsDeadlineIsDropped(t *testing.T) {
+	cfg := nodetest.DefaultConfig()
+	cfg.TombstoneGrace = 2 * time.Second
+	cfg.RequestTimeout = 2 * time.Second
+	cfg.AntiEntropyInterval = 0
+	c := nodetest.MakeCluster(t, 5, cfg)
+	key := "k"
+	replicas := c.Replicas("node-0", []byte(key))
+	a, cut := replicas[0], replicas[2]
+
+	c.Isolate(cut)
+	if _, err := c.Node(a).Put(nodetest.Ctx(t), node.PutRequest{Key: []byte(key), Value: []byte("v1")}); err != nil {
+		t.Fatal(err)
+	}
+	hinted := func() int {
+		n := 0
+		for _, id := range c.Running() {
+			h, _ := c.Node(id).PendingHints()
+			n += h[cut]
+		}
+		return n
+	}
+	nodetest.Eventually(t, 5*time.Second, func() error {
+		if hinted() == 0 {
+			return fmt.Errorf("no hint held for %s", cut)
+		}
+		return nil
+	})
+	c.Heal()
+	nodetest.Eventually(t, 20*time.Second, func() error {
+		if n := hinted(); n > 0 {
+			return fmt.Errorf("%d hints for %s still held", n, cut)
+		}
+		return nil
+	})
+	if obj, _ := c.Node(cut).GetLocal([]byte(key)); obj != nil {
+		t.Fatalf("%s got %v from a hint too old to deliver", cut, obj)
+	}
+}

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -58,6 +59,11 @@ type HandoffConfig struct {
 	// longer a replica of the key, to the key's current replicas instead;
 	// required when Gone is set.
 	Redeliver func(ctx context.Context, h Hint) error
+	// Stale reports a hint that must not land anywhere by until (its value
+	// may have been deleted and the delete purged by then). It is asked
+	// right before each delivery, with the delivery's deadline; a stale
+	// hint is deleted and counted as dropped instead. nil: none is.
+	Stale func(h Hint, until time.Time) bool
 }
 
 // Handoff delivers hints to their targets once they are reachable (paper
@@ -214,6 +220,22 @@ func (h *Handoff) deliverBatch(ctx context.Context, batch []Hint) (int, int) {
 func (h *Handoff) gone(target string) bool { return h.cfg.Gone != nil && h.cfg.Gone(target) }
 
 func (h *Handoff) deliver(ctx context.Context, hint Hint) error {
+	if h.cfg.Stale != nil {
+		// The hint was read before the delivery waited its turn.
+		until, ok := ctx.Deadline()
+		if !ok {
+			until = time.Now().Add(h.cfg.Timeout)
+		}
+		if h.cfg.Stale(hint, until) {
+			if err := h.hints.Delivered(hint); err != nil {
+				return fmt.Errorf("dropping a stale hint: %w", err)
+			}
+			h.metrics.HintsDropped(1)
+			h.cfg.Logger.Warn("dropped a hint too old to deliver safely", "target", hint.Target,
+				"partition", hint.Partition, "written", hint.Object.Modified())
+			return nil
+		}
+	}
 	var err error
 	if h.gone(hint.Target) {
 		err = h.cfg.Redeliver(ctx, hint)

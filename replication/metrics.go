@@ -123,7 +123,8 @@ func (m *Metrics) HintStored() {
 	}
 }
 
-// HintsDropped counts hints dropped at the storage bound.
+// HintsDropped counts hints dropped: at the storage bound, or too old to
+// deliver safely.
 func (m *Metrics) HintsDropped(n int) {
 	if m != nil {
 		m.hintsDropped.Add(float64(n))

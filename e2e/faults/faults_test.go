@@ -44,8 +44,11 @@ var scenarios = []scenario{
 	{name: "minority-hints", hints: true, period: 15 * time.Second},
 	// Anti-entropy alone, on a short interval, purging tombstones.
 	{name: "minority-antientropy", hints: false, antiEntropy: 250 * time.Millisecond, tombstoneGrace: time.Second, period: 15 * time.Second},
-	// Both, purging tombstones while hints may still be held.
-	{name: "minority-purge", hints: true, antiEntropy: 250 * time.Millisecond, tombstoneGrace: time.Second, period: 15 * time.Second},
+	// Both, purging tombstones while hints may still be held: with a 6s
+	// grace, hints live 3s, and one is delivered only if it is younger
+	// than that by its delivery's deadline (2s away); so some are
+	// delivered and some dropped as stale.
+	{name: "minority-purge", hints: true, antiEntropy: 250 * time.Millisecond, tombstoneGrace: 6 * time.Second, period: 15 * time.Second},
 	// Both, with faults past what quorums survive.
 	{name: "majority-both", hints: true, antiEntropy: 5 * time.Second, majority: true, period: 12 * time.Second},
 }
@@ -65,7 +68,7 @@ const (
 // everything on, tombstones purged within the run, as the short mode of
 // every CI run (about two minutes with the cluster's start).
 var containerScenarios = []scenario{
-	{name: "containers", hints: true, antiEntropy: time.Second, tombstoneGrace: 2 * time.Second, period: 40 * time.Second},
+	{name: "containers", hints: true, antiEntropy: time.Second, tombstoneGrace: 6 * time.Second, period: 40 * time.Second},
 }
 
 // TestFaults is the in-process short mode, for every CI run: each scenario
