@@ -43,6 +43,8 @@ const (
 	// nodes' request timeout (2s), a node that does not answer is paused
 	// or cut off, and the request counts as unavailable.
 	clientAttemptTimeout = 5 * time.Second
+	// pauseAttempts bounds the tries of one docker pause.
+	pauseAttempts = 10
 )
 
 // dockerEngine is found once per test process.
@@ -596,8 +598,23 @@ func (c *dockerCluster) Restart(id string) error {
 	return nil
 }
 
+// Pause freezes the container's processes (the cgroup freezer). A process
+// in uninterruptible sleep (an fsync, say, while a restarted node opens
+// its store) can make the freeze time out; it is tried again a few times.
 func (c *dockerCluster) Pause(id string) error {
-	_, err := c.run("pause", c.nodes[id].container)
+	var err error
+	for attempt := range pauseAttempts {
+		if _, err = c.run("pause", c.nodes[id].container); err == nil || !strings.Contains(err.Error(), "unable to freeze") {
+			return err
+		}
+		c.t.Logf("pause %s, attempt %d: %v", id, attempt+1, err)
+		// Pacing retries, not waiting for an event.
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-c.ctx.Done():
+			return err
+		}
+	}
 	return err
 }
 
