@@ -102,7 +102,9 @@ func (h hintStore) stale(obj *version.Object, until time.Time) bool {
 }
 
 // Stale is stale for a hint about to be delivered (HandoffConfig.Stale).
-func (h hintStore) Stale(hint replication.Hint, until time.Time) bool { return h.stale(hint.Object, until) }
+func (h hintStore) Stale(hint replication.Hint, until time.Time) bool {
+	return h.stale(hint.Object, until)
+}
 
 func (h hintStore) Targets() ([]string, error) { return h.db.HintTargets() }
 
