@@ -190,7 +190,9 @@ func startDockerCluster(t *testing.T, image string, size int, flags []string) *d
 			"--env", "DYNAMO_JOIN=" + strings.Join(seeds, ","),
 			image}
 		c.docker(t, append(args, flags...)...)
+		c.mu.Lock() // the nodes started before read the map
 		c.nodes[id] = &dockerNode{container: name}
+		c.mu.Unlock()
 		if err := c.started(id); err != nil {
 			t.Fatal(err)
 		}
