@@ -21,8 +21,10 @@ import (
 // Service is what the HTTP layer needs of a node; *node.Node implements it.
 // Its methods are called concurrently from many requests.
 type Service interface {
-	// Put stores a value and returns the new version's context.
-	Put(ctx context.Context, req node.PutRequest) (version.Clock, error)
+	// PutVersion stores a value and returns the new version's context and
+	// how many siblings the key holds after it (0 for one). It reports
+	// node.ErrTooManySiblings for a write refused at the sibling limit.
+	PutVersion(ctx context.Context, req node.PutRequest) (node.PutResult, error)
 	// Get reads a key at the request's read quorum; a nil object means the
 	// key was never written.
 	Get(ctx context.Context, req node.GetRequest) (*version.Object, error)
@@ -69,12 +71,17 @@ type Options struct {
 	// SlowRequest is how long a request may take before it is logged as
 	// slow (--slow-request); 0 logs none.
 	SlowRequest time.Duration
+	// SiblingWarn is the sibling count above which a GET or PUT answer
+	// carries a Warning header (--sibling-warn); 0 or less means
+	// node.DefaultSiblingWarn.
+	SiblingWarn int
 }
 
 // server holds what the handlers share; it is immutable after New.
 type server struct {
 	svc           Service
 	maxValueBytes int64
+	siblingWarn   int
 	log           *slog.Logger
 	uiPage        *template.Template
 }
@@ -86,13 +93,16 @@ func New(svc Service, opts Options) http.Handler {
 	if opts.MaxValueBytes <= 0 {
 		opts.MaxValueBytes = DefaultMaxValueBytes
 	}
+	if opts.SiblingWarn <= 0 {
+		opts.SiblingWarn = node.DefaultSiblingWarn
+	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &server{svc: svc, maxValueBytes: opts.MaxValueBytes, log: opts.Logger, uiPage: parseUI()}
+	s := &server{svc: svc, maxValueBytes: opts.MaxValueBytes, siblingWarn: opts.SiblingWarn, log: opts.Logger, uiPage: parseUI()}
 
 	r := chi.NewRouter()
 	r.Use(compressResponses) // outermost: every layer inside sees the plain body

@@ -102,6 +102,21 @@ func (f *fakeService) Put(_ context.Context, req node.PutRequest) (version.Clock
 	return next.Context(), nil
 }
 
+// PutVersion is Put, also telling the siblings the key holds after it.
+func (f *fakeService) PutVersion(ctx context.Context, req node.PutRequest) (node.PutResult, error) {
+	clock, err := f.Put(ctx, req)
+	if err != nil {
+		return node.PutResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := node.PutResult{Context: clock}
+	if n := len(f.objects[string(req.Key)].Siblings); n > 1 {
+		res.Siblings = n
+	}
+	return res, nil
+}
+
 func (f *fakeService) Get(_ context.Context, req node.GetRequest) (*version.Object, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -24,11 +24,16 @@
 //     never the raw path, so their cardinality is fixed by the router.
 //   - Nothing is global: New builds a fresh router every call and registers
 //     metrics only on Options.Registry.
+//   - NewServer is the http.Server a node runs New with. Its connections turn
+//     the plain-text errors net/http answers before any handler runs (a
+//     request line it cannot parse, such as "/keys/%zz"; headers over
+//     MaxHeaderBytes) into the same status with the JSON error body
+//     (connerrors.go), and a request body must arrive within BodyTimeout.
 //
 // # Caveats
 //
 // Go's HTTP server rejects a request line with invalid percent-encoding
-// ("/keys/%zz") on its own with a plain-text 400 before any handler runs;
-// the bad_key answer for it is only reachable when the handler is mounted
-// behind something that passes such paths through.
+// ("/keys/%zz") on its own, before any handler runs: behind NewServer the
+// answer is 400 bad_request, not bad_key, which only a handler mounted
+// behind something that passes such paths through can answer.
 package api

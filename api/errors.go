@@ -16,13 +16,17 @@ const (
 	codeBadKey           = "bad_key"            // 400: empty, too long, bad percent-encoding or NUL
 	codeBadQuorum        = "bad_quorum"         // 400: r or w not 1..N, one, quorum or all
 	codeBadContext       = "bad_context"        // 400: X-Context is not a token this store issued
-	codeBadQuery         = "bad_query"          // 400: local is not a boolean
+	codeBadQuery         = "bad_query"          // 400: local is not a boolean, or the query string is not valid percent-encoding
 	codeBadBody          = "bad_body"           // 400: the request body could not be read
+	codeBadRequest       = "bad_request"        // 400 (417 for Expect): not HTTP/1.1 this server parses, refused by net/http (connerrors.go)
+	codeBodyTimeout      = "body_timeout"       // 408: the request body did not arrive within the server's body timeout
+	codeHeadersTooLarge  = "headers_too_large"  // 431: request line and headers over the server's MaxHeaderBytes (connerrors.go)
 	codeNotFound         = "not_found"          // 404: the key has no live value
 	codeNoRoute          = "no_route"           // 404: no such path
 	codeUnknownMember    = "unknown_member"     // 404: remove of an id that is not a member, or is gone
 	codeMethodNotAllowed = "method_not_allowed" // 405
 	codeMemberAlive      = "member_alive"       // 409: remove of a member that is up, or of this node
+	codeTooManySiblings  = "too_many_siblings"  // 409: the write would leave the key with more than --max-siblings siblings
 	codeValueTooLarge    = "value_too_large"    // 413
 	codeInternal         = "internal"           // 500: a bug; details are logged, not sent
 	codeUnavailable      = "unavailable"        // 503: too few replicas answered in time
@@ -60,6 +64,8 @@ func errorFor(err error) *apiError {
 		return &apiError{http.StatusNotFound, codeUnknownMember, "no such member, or it was already removed"}
 	case errors.Is(err, node.ErrMemberAlive):
 		return &apiError{http.StatusConflict, codeMemberAlive, "the member is up (or is this node): ask it to leave with POST /cluster/leave on that node instead"}
+	case errors.Is(err, node.ErrTooManySiblings):
+		return &apiError{http.StatusConflict, codeTooManySiblings, "the key already holds the most siblings (concurrent versions) allowed, and this write would add one: read the key, then write back one resolved value with the X-Context the read returned"}
 	case errors.Is(err, node.ErrNotReady):
 		return &apiError{http.StatusServiceUnavailable, codeNotReady, "the node is starting or shutting down; try another node"}
 	case errors.Is(err, node.ErrNoReplicas):

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,7 +13,8 @@ import (
 const keysPrefix = "/keys/"
 
 // putKey is PUT /keys/{key}: store the body, answer 204 with the new
-// version's context.
+// version's context (and the sibling headers when the key has siblings), or
+// 409 when the write would leave too many siblings.
 func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 	key, quorum, clock, hasContext, err := s.parseWrite(r)
 	if err != nil {
@@ -28,7 +30,7 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 	if contentType == "" {
 		contentType = defaultContentType
 	}
-	written, err := s.svc.Put(r.Context(), node.PutRequest{
+	written, err := s.svc.PutVersion(r.Context(), node.PutRequest{
 		Key: key, Value: value, ContentType: contentType,
 		Context: clock, HasContext: hasContext, W: quorum,
 	})
@@ -36,7 +38,8 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	w.Header().Set("X-Context", version.EncodeContext(written))
+	w.Header().Set("X-Context", version.EncodeContext(written.Context))
+	s.setSiblingHeaders(w.Header(), written.Siblings)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -49,7 +52,11 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	q := r.URL.Query()
+	q, err := parseQuery(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	quorum, err := parseQuorum(q, "r", s.svc.Quorums().N)
 	if err != nil {
 		s.fail(w, r, err)
@@ -93,6 +100,7 @@ func (s *server) writeObject(w http.ResponseWriter, r *http.Request, obj *versio
 		etag = jsonETag(etag)
 	}
 	h.Set("X-Context", version.EncodeContext(obj.Context()))
+	s.setSiblingHeaders(h, len(obj.Siblings))
 	h.Set("ETag", etag)
 	// Caches may keep a value but must revalidate it: the ETag makes that cheap.
 	h.Set("Cache-Control", "no-cache")
@@ -128,6 +136,19 @@ func (s *server) writeObject(w http.ResponseWriter, r *http.Request, obj *versio
 	w.Write(body) //nolint:errcheck // the client may be gone; nothing to do
 }
 
+// setSiblingHeaders tells the client of a key with several siblings how
+// many (X-Siblings) and, past --sibling-warn, what to do about them
+// (Warning). One version gets neither.
+func (s *server) setSiblingHeaders(h http.Header, siblings int) {
+	if siblings < 2 {
+		return
+	}
+	h.Set("X-Siblings", strconv.Itoa(siblings))
+	if siblings > s.siblingWarn {
+		h.Set("Warning", fmt.Sprintf(`199 - "%d siblings on this key; read it and write back a resolved value with its X-Context"`, siblings))
+	}
+}
+
 // deleteKey is DELETE /keys/{key}: 204 with the tombstone's context, also
 // when there was nothing to delete.
 func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +174,11 @@ func (s *server) parseWrite(r *http.Request) (key []byte, quorum int, clock vers
 	if key, err = keyFromPath(r, keysPrefix); err != nil {
 		return nil, 0, nil, false, err
 	}
-	if quorum, err = parseQuorum(r.URL.Query(), "w", s.svc.Quorums().N); err != nil {
+	q, err := parseQuery(r)
+	if err != nil {
+		return nil, 0, nil, false, err
+	}
+	if quorum, err = parseQuorum(q, "w", s.svc.Quorums().N); err != nil {
 		return nil, 0, nil, false, err
 	}
 	clock, hasContext, err = parseContext(r.Header)

@@ -176,6 +176,7 @@ func runScenarios(t *testing.T) (observed, codes map[string]bool) {
 		{method: "PUT", target: "/keys/k", body: strings.Repeat("v", testMaxValue+1), want: 413},
 		{method: "PUT", target: "/keys/k", body: "v", setup: explode, want: 500},
 		{method: "PUT", target: "/keys/k", body: "v", setup: failWith(node.ErrUnavailable), want: 503},
+		{method: "PUT", target: "/keys/k", body: "v", setup: failWith(node.ErrTooManySiblings), want: 409},
 		{method: "GET", target: "/keys/k", setup: withValue("v"), want: 200},
 		{method: "GET", target: "/keys/k", setup: withValue("v", "w"), want: 300},
 		{method: "GET", target: "/keys/k", setup: withValue("v"), headers: []string{"If-None-Match", etag}, want: 304},

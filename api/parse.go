@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -125,7 +126,7 @@ func parseContext(h http.Header) (clock version.Clock, has bool, err error) {
 		return nil, false, nil
 	case 1:
 		clock, err := version.DecodeContext(vals[0])
-		if err != nil {
+		if err != nil || !plausibleCounters(clock) {
 			return nil, false, &apiError{http.StatusBadRequest, codeBadContext,
 				"X-Context is not a context this store issued; send back the X-Context of a previous answer unchanged"}
 		}
@@ -133,6 +134,37 @@ func parseContext(h http.Header) (clock version.Clock, has bool, err error) {
 	default:
 		return nil, false, &apiError{http.StatusBadRequest, codeBadContext, "X-Context was sent more than once"}
 	}
+}
+
+// maxContextCounter bounds the counters of a client's X-Context. A counter
+// counts the writes of one key by one coordinator, so no store ever issues
+// one near it; a forged context that claims one near 2^64 would make the
+// next write's counter wrap to 0, minting a version that no context can
+// cover and that the store's own encoding refuses: the key could never be
+// read, resolved or deleted again.
+const maxContextCounter = 1 << 62
+
+// plausibleCounters reports whether every counter of c is one a store could
+// have issued.
+func plausibleCounters(c version.Clock) bool {
+	for _, e := range c {
+		if e.Counter > maxContextCounter {
+			return false
+		}
+	}
+	return true
+}
+
+// parseQuery parses the query string strictly. http.Request.URL.Query
+// silently drops a parameter that is not valid percent-encoding, so a PUT
+// with "w=%zz" would be written at the default W instead of refused.
+func parseQuery(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, &apiError{http.StatusBadRequest, codeBadQuery,
+			"the query string is not valid: every % must start a two-digit hex escape, and parameters are separated by &"}
+	}
+	return q, nil
 }
 
 // readValue reads a PUT body of at most limit bytes. A Content-Length over the
@@ -148,6 +180,10 @@ func readValue(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, err
 	switch {
 	case errors.As(err, &over):
 		return nil, tooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The server's body deadline passed (bodyDeadline in server.go).
+		return nil, &apiError{http.StatusRequestTimeout, codeBodyTimeout,
+			"the request body did not arrive in time; send it without pausing"}
 	case err != nil:
 		return nil, &apiError{http.StatusBadRequest, codeBadBody, "the request body could not be read: " + err.Error()}
 	}

@@ -150,7 +150,9 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Resu
 
 // Put writes value under key and returns the new version's context token.
 // Without CausalContext the write is concurrent with whatever the key holds,
-// so a live value and this one become siblings.
+// so a live value and this one become siblings. A write that would leave the
+// key with more siblings than the node's --max-siblings fails with an error
+// matching ErrTooManySiblings; resolve the key (GetResolve) first.
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (string, error) {
 	req, o := writeRequest(http.MethodPut, key, opts)
 	req.body = value

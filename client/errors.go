@@ -15,7 +15,16 @@ var (
 	ErrNotFound = errors.New("client: key not found")
 	// ErrNoAddrs reports New called without a node address.
 	ErrNoAddrs = errors.New("client: no node address given")
+	// ErrTooManySiblings matches (errors.Is) the *Error of a write the node
+	// refused, 409 too_many_siblings, because the key already holds the most
+	// siblings --max-siblings allows. Nothing was stored. Read the key and
+	// write back one resolved value with the read's context (GetResolve
+	// does both); a write with a context is never refused for this.
+	ErrTooManySiblings = errors.New("client: the key holds too many siblings")
 )
+
+// codeTooManySiblings is the error code of ErrTooManySiblings.
+const codeTooManySiblings = "too_many_siblings"
 
 // Error is an answer of a node that is not a success: its HTTP status and
 // the stable code and sentence of the JSON error body (openapi.yaml: Error).
@@ -42,6 +51,12 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("client: %s answered %d (%s): %s", e.Node, e.Status, e.Code, msg)
 	}
 	return fmt.Sprintf("client: %s answered %d: %s", e.Node, e.Status, msg)
+}
+
+// Is reports whether target is the sentinel e's code stands for, so that
+// errors.Is(err, ErrTooManySiblings) holds for a refused write.
+func (e *Error) Is(target error) bool {
+	return target == ErrTooManySiblings && e.Status == http.StatusConflict && e.Code == codeTooManySiblings
 }
 
 // Temporary reports whether trying again later may succeed: a 503.

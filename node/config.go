@@ -43,6 +43,17 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxValueBytes is the largest value accepted.
 	MaxValueBytes int64
+	// SiblingWarn is the sibling count above which a read or write of a
+	// key is counted (dynamo_sibling_warnings_total), logged at most once a
+	// minute per key, and answered with a Warning header by the API.
+	SiblingWarn int
+	// MaxSiblings is the most live siblings a write may leave on a key: a
+	// write that would leave more, and more than the key holds, is refused
+	// with ErrTooManySiblings by its coordinator. Replicas merging what
+	// others accepted never refuse, so a key can exceed it after
+	// concurrent writes through several coordinators; with MaxValueBytes it
+	// bounds what a write can make a key hold.
+	MaxSiblings int
 	// HintedHandoff keeps hints for unreachable replicas.
 	HintedHandoff bool
 	// AntiEntropyInterval is how often replicas compare Merkle trees; 0 turns it off.
@@ -75,6 +86,14 @@ type Config struct {
 	Now func() time.Time
 }
 
+// The defaults of SiblingWarn and MaxSiblings (--sibling-warn and
+// --max-siblings). Riak's max_siblings is 100 too; a key with even 25
+// siblings is almost surely written by a client that never resolves.
+const (
+	DefaultSiblingWarn = 25
+	DefaultMaxSiblings = 100
+)
+
 // DefaultConfig returns the contract's defaults.
 func DefaultConfig() Config {
 	host, err := os.Hostname()
@@ -93,6 +112,8 @@ func DefaultConfig() Config {
 		Partitions:            256,
 		RequestTimeout:        2 * time.Second,
 		MaxValueBytes:         1 << 20,
+		SiblingWarn:           DefaultSiblingWarn,
+		MaxSiblings:           DefaultMaxSiblings,
 		HintedHandoff:         true,
 		AntiEntropyInterval:   30 * time.Second,
 		TombstoneGrace:        time.Hour,
@@ -128,6 +149,8 @@ func (c Config) Validate() error {
 	check(c.Partitions >= 1 && c.Partitions <= 1<<16, "partitions must be between 1 and 65536, got %d", c.Partitions)
 	check(c.RequestTimeout > 0, "request-timeout must be positive, got %s", c.RequestTimeout)
 	check(c.MaxValueBytes >= 0 && c.MaxValueBytes <= 64<<20, "max-value-bytes must be between 0 and 64 MiB, got %d", c.MaxValueBytes)
+	check(c.MaxSiblings >= 1, "max-siblings must be at least 1, got %d", c.MaxSiblings)
+	check(c.SiblingWarn >= 1 && c.SiblingWarn <= c.MaxSiblings, "sibling-warn must be between 1 and max-siblings (%d), got %d", c.MaxSiblings, c.SiblingWarn)
 	check(c.AntiEntropyInterval >= 0, "anti-entropy-interval must not be negative")
 	check(c.TombstoneGrace >= 0, "tombstone-grace must not be negative")
 	check(c.HandoffBytesPerSecond >= 0, "handoff-bytes-per-second must not be negative")

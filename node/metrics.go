@@ -27,7 +27,7 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 	m := &nodeMetrics{
 		coordinator: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynamo_coordinator_requests_total",
-			Help: "Client requests this node coordinated or forwarded, by op (get, put, delete; forward: passed on to a replica; standin_get, standin_put, standin_delete: run here for unreachable replicas) and outcome (ok: quorum met; unavailable, timeout: quorum failed; error).",
+			Help: "Client requests this node coordinated or forwarded, by op (get, put, delete; forward: passed on to a replica; standin_get, standin_put, standin_delete: run here for unreachable replicas) and outcome (ok: quorum met; unavailable, timeout: quorum failed; refused: the write would leave more siblings than --max-siblings; error).",
 		}, []string{"op", "outcome"}),
 		siblings: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:                            "dynamo_read_siblings",
@@ -89,6 +89,8 @@ func (m *nodeMetrics) coordinated(op string, err error) {
 		outcome = "unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		outcome = "timeout"
+	case errors.Is(err, replication.ErrTooManySiblings):
+		outcome = "refused"
 	default:
 		outcome = "error"
 	}

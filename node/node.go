@@ -52,6 +52,7 @@ type Node struct {
 	registry   *prometheus.Registry
 	metrics    *nodeMetrics
 	replMetric *replication.Metrics
+	siblings   *siblingWatch
 
 	// states is the latest member states by id, refreshed in the
 	// background so the request path never asks membership.
@@ -168,6 +169,7 @@ func (n *Node) start() error {
 		n.transport = peer.NewTransport(peer.Options{Self: n.cfg.ID, Resolve: n.peerAddr})
 	}
 	n.metrics = newNodeMetrics(n.registry, n)
+	n.siblings = newSiblingWatch(n.cfg, n.logger, n.registry)
 	n.replMetric = replication.NewMetrics(n.registry)
 	n.health = replication.NewHealth(replication.HealthConfig{Down: n.memberDown, Now: n.cfg.Now})
 	n.pipeline = replication.NewPipeline(replication.PipelineConfig{TaskTimeout: n.cfg.RequestTimeout}, n.registry)
@@ -185,10 +187,11 @@ func (n *Node) start() error {
 		deps.Hints = n.hints
 	}
 	n.coord = replication.NewCoordinator(replication.CoordinatorConfig{
-		Self:    n.cfg.ID,
-		Actor:   n.actors.For,
-		Timeout: n.cfg.RequestTimeout,
-		Now:     n.cfg.Now,
+		Self:        n.cfg.ID,
+		Actor:       n.actors.For,
+		Timeout:     n.cfg.RequestTimeout,
+		Now:         n.cfg.Now,
+		MaxSiblings: n.cfg.MaxSiblings,
 	}, deps)
 	// Hints already stored are delivered even if hinted handoff was turned
 	// off since: they carry acknowledged writes.
@@ -476,29 +479,48 @@ func (n *Node) replan(plan replication.Plan) (replication.Plan, bool) {
 }
 
 // Put stores a value (see replication.Coordinator.Put), forwarding to a
-// replica of the key when this node is not one.
+// replica of the key when this node is not one, and returns the new
+// version's context (PutVersion tells the siblings too).
 func (n *Node) Put(ctx context.Context, req PutRequest) (version.Clock, error) {
+	res, err := n.PutVersion(ctx, req)
+	return res.Context, err
+}
+
+// PutVersion is Put, also telling how many siblings the key holds after the
+// write. A write that would leave more than MaxSiblings, and more than the
+// key holds, fails with ErrTooManySiblings and stores nothing.
+func (n *Node) PutVersion(ctx context.Context, req PutRequest) (PutResult, error) {
 	if err := n.enter(); err != nil {
-		return nil, err
+		return PutResult{}, err
 	}
 	defer n.exit()
 	defer n.observeForeground(time.Now())
 	plan, err := n.plan(req.Key, req.W, n.Quorums().W)
 	if err != nil {
-		return nil, err
+		return PutResult{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if n.replicates(plan) {
-		clock, err := n.coord.Put(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+		clock, siblings, err := n.coord.Put(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
 		n.metrics.coordinated("put", err)
-		return clock, err
+		n.siblings.observe("put", req.Key, siblings, err)
+		return putResult(clock, siblings), err
 	}
 	resp, err := n.forward(ctx, plan, replication.CoordinateRequest{
 		Op: replication.OpPut, Key: req.Key, Value: req.Value, ContentType: req.ContentType,
 		Context: req.Context, HasContext: req.HasContext, Quorum: req.W,
 	})
-	return resp.Context, err
+	return putResult(resp.Context, resp.Siblings), err
+}
+
+// putResult is what a put reports: the sibling count only when it is
+// several, as the peer protocol carries it.
+func putResult(clock version.Clock, siblings int) PutResult {
+	if siblings < 2 {
+		siblings = 0
+	}
+	return PutResult{Context: clock, Siblings: siblings}
 }
 
 // Get reads a key at quorum R, forwarding when this node is not a replica.
@@ -518,6 +540,7 @@ func (n *Node) Get(ctx context.Context, req GetRequest) (*version.Object, error)
 		obj, err := n.coord.Get(ctx, plan, req.Key)
 		n.metrics.coordinated("get", err)
 		n.metrics.observeSiblings(obj, err)
+		n.siblings.read(req.Key, obj, err)
 		return obj, err
 	}
 	resp, err := n.forward(ctx, plan, replication.CoordinateRequest{Op: replication.OpGet, Key: req.Key, Quorum: req.R})
@@ -645,8 +668,10 @@ func (n *Node) coordinateAsStandIn(ctx context.Context, plan replication.Plan, r
 	switch req.Op {
 	case replication.OpGet:
 		resp.Object, err = n.coord.Get(ctx, plan, req.Key)
+		n.siblings.read(req.Key, resp.Object, err)
 	case replication.OpPut:
-		resp.Context, err = n.coord.PutAsStandIn(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+		resp.Context, resp.Siblings, err = n.coord.PutAsStandIn(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+		n.siblings.observe("put", req.Key, resp.Siblings, err)
 	case replication.OpDelete:
 		resp.Context, err = n.coord.DeleteAsStandIn(ctx, plan, req.Key, req.Context, req.HasContext)
 	}
@@ -863,10 +888,12 @@ func (n *Node) HandleCoordinate(ctx context.Context, _ string, req replication.C
 		if plan, err = n.plan(req.Key, req.Quorum, q.R); err == nil {
 			resp.Object, err = n.coord.Get(ctx, plan, req.Key)
 			n.metrics.observeSiblings(resp.Object, err)
+			n.siblings.read(req.Key, resp.Object, err)
 		}
 	case replication.OpPut:
 		if plan, err = n.plan(req.Key, req.Quorum, q.W); err == nil {
-			resp.Context, err = n.coord.Put(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+			resp.Context, resp.Siblings, err = n.coord.Put(ctx, plan, req.Key, req.Value, req.ContentType, contextOrNil(req.Context, req.HasContext))
+			n.siblings.observe("put", req.Key, resp.Siblings, err)
 		}
 	case replication.OpDelete:
 		if plan, err = n.plan(req.Key, req.Quorum, q.W); err == nil {

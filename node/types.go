@@ -19,6 +19,14 @@ type PutRequest struct {
 	W           int
 }
 
+// PutResult is what a client write left: the new version's context, and
+// how many live siblings the key holds after it when that is several (0:
+// one version, or not known, as from a coordinator running an older build).
+type PutResult struct {
+	Context  version.Clock
+	Siblings int
+}
+
 // DeleteRequest is a client delete. Without a context the coordinator reads
 // the key at R and deletes what it saw.
 type DeleteRequest struct {
@@ -116,4 +124,8 @@ var (
 var (
 	ErrUnavailable = replication.ErrUnavailable
 	ErrNoReplicas  = replication.ErrNoReplicas
+	// ErrTooManySiblings reports a write refused because the key would
+	// hold more than MaxSiblings live siblings; nothing was stored. A write
+	// carrying the context of a read of the key is never refused.
+	ErrTooManySiblings = replication.ErrTooManySiblings
 )

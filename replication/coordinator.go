@@ -194,6 +194,10 @@ type CoordinatorConfig struct {
 	Timeout time.Duration
 	// Now is the clock stamped on new versions; nil means time.Now.
 	Now func() time.Time
+	// MaxSiblings bounds the live siblings a write this coordinator mints
+	// may leave on a key (see Put); 0 means no bound. Merges of versions
+	// other nodes minted are never bounded.
+	MaxSiblings int
 }
 
 // Deps are the coordinator's collaborators. Store and Transport are
@@ -245,27 +249,52 @@ func NewCoordinator(cfg CoordinatorConfig, deps Deps) *Coordinator {
 // (clientCtx supersedes what it covers; nil means a blind write), then
 // stores it on the other replicas and returns once plan.Quorum nodes, this
 // one and stand-ins included, hold it durably. The returned clock is the
-// new version's context: what the client had seen plus the new write.
+// new version's context: what the client had seen plus the new write;
+// siblings is how many live siblings this node's copy holds after it.
 //
 // The version is minted inside the local write's transaction, so writes to
 // one key share group commits rather than queueing behind each other (a
 // version minted outside it needs a per-key lock held through the commit:
 // tried, and hot keys then waited in line for hundreds of milliseconds).
-func (c *Coordinator) Put(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (version.Clock, error) {
+// The sibling limit is checked there too (see admit), so it is exact and a
+// refused write stores nothing anywhere.
+func (c *Coordinator) Put(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (clock version.Clock, siblings int, err error) {
 	var dot version.Dot
 	actor := c.cfg.Actor(plan.Partition) // outside the store's transaction: it may take locks
 	obj, err := c.Store.Apply(plan.Partition, key, func(cur *version.Object) (*version.Object, error) {
 		var next *version.Object
 		next, dot = cur.Write(actor, clientCtx, value, contentType, c.cfg.Now())
-		return next, nil
+		return next, c.admit(cur, next)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("replication: local write: %w", err)
+		return nil, 0, fmt.Errorf("replication: local write: %w", err)
 	}
 	if err := c.replicate(ctx, plan, key, obj); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return clientCtx.With(dot), nil
+	return clientCtx.With(dot), len(obj.Siblings), nil
+}
+
+// admit refuses, with ErrTooManySiblings, a write that would turn cur into
+// next with more live siblings than MaxSiblings and more than cur holds. A
+// write that supersedes a sibling (its context covers one, or it repeats
+// one's value) never grows the set, so a client can always resolve, even a
+// key that merges took past the limit. Only what this coordinator mints is
+// admitted here: merges of what other nodes accepted are never refused, so
+// nothing acknowledged is lost.
+func (c *Coordinator) admit(cur, next *version.Object) error {
+	limit := c.cfg.MaxSiblings
+	if limit <= 0 || len(next.Siblings) <= limit {
+		return nil
+	}
+	had := 0
+	if cur != nil {
+		had = len(cur.Siblings)
+	}
+	if len(next.Siblings) <= had {
+		return nil
+	}
+	return fmt.Errorf("%w: the write would leave %d, the limit is %d", ErrTooManySiblings, len(next.Siblings), limit)
 }
 
 // Delete removes the versions clientCtx covers. Without a context, it first
@@ -299,19 +328,24 @@ func (c *Coordinator) Delete(ctx context.Context, plan Plan, key []byte, clientC
 // clock grows by one entry per such write, which happens only while every
 // replica of the key is down. The write is kept here as a hint for every
 // replica and sent to other stand-ins like any write.
-func (c *Coordinator) PutAsStandIn(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (version.Clock, error) {
+//
+// The sibling limit applies as in Put, to the copy the hints make up.
+func (c *Coordinator) PutAsStandIn(ctx context.Context, plan Plan, key, value []byte, contentType string, clientCtx version.Clock) (clock version.Clock, siblings int, err error) {
 	if c.Hints == nil {
-		return nil, ErrNoReplicas
+		return nil, 0, ErrNoReplicas
 	}
 	base, err := c.Hints.Hinted(plan.Partition, key)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	obj, dot := base.Write(ephemeralActor(), clientCtx, value, contentType, c.cfg.Now())
-	if err := c.standInWrite(ctx, plan, key, obj); err != nil {
-		return nil, err
+	if err := c.admit(base, obj); err != nil {
+		return nil, 0, err
 	}
-	return clientCtx.With(dot), nil
+	if err := c.standInWrite(ctx, plan, key, obj); err != nil {
+		return nil, 0, err
+	}
+	return clientCtx.With(dot), len(obj.Siblings), nil
 }
 
 // DeleteAsStandIn is PutAsStandIn for a delete; without a context it first

@@ -19,12 +19,18 @@ var (
 	// ErrNotReplica reports a store refused by a node whose ring does not
 	// place the key's partition there (ring views differ during a change).
 	ErrNotReplica = errors.New("replication: this node does not replicate the partition")
+	// ErrTooManySiblings reports a write refused by its coordinator because
+	// it would leave the key with more live siblings than the limit
+	// (CoordinatorConfig.MaxSiblings) and more than it holds now. Nothing
+	// was stored; a write whose context covers a sibling is never refused.
+	ErrTooManySiblings = errors.New("replication: the key holds too many siblings")
 )
 
 // isAnswer reports whether err is a deliberate answer from a healthy node
 // (its own quorum could not be met) rather than a sign that it is unwell.
 func isAnswer(err error) bool {
-	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoReplicas) || errors.Is(err, ErrNotReplica)
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoReplicas) || errors.Is(err, ErrNotReplica) ||
+		errors.Is(err, ErrTooManySiblings)
 }
 
 // errQueueFull reports background work dropped because its queue was full.

@@ -11,7 +11,8 @@ import (
 // must be safe for concurrent use, honour ctx's deadline, and return an error
 // wrapping ErrUnreachable when the request provably did not reach the node.
 // Errors the remote handler returned come back wrapped with their sentinel
-// (ErrUnavailable, ErrNoReplicas) intact for errors.Is.
+// (ErrUnavailable, ErrNoReplicas, ErrNotReplica, ErrTooManySiblings) intact
+// for errors.Is.
 type Transport interface {
 	// Fetch reads a replica's copy of a key.
 	Fetch(ctx context.Context, to string, req FetchRequest) (FetchResponse, error)
@@ -104,9 +105,12 @@ type CoordinateRequest struct {
 
 // CoordinateResponse is the coordinator's answer: for reads the merged
 // object (nil when no replica had one), for writes the new context.
+// Siblings is, for a put that left the key with several live siblings, how
+// many the coordinator's copy holds; 0 when it left one, or is not known.
 type CoordinateResponse struct {
-	Object  *version.Object
-	Context version.Clock
+	Object   *version.Object
+	Context  version.Clock
+	Siblings int
 }
 
 // RangeRequest asks for the keys of a partition after After (nil: from the

@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -70,6 +69,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "ring partitions, fixed for the cluster's life")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "coordinator's deadline for one client request")
 	fs.Int64Var(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted")
+	fs.IntVar(&c.SiblingWarn, "sibling-warn", c.SiblingWarn, "siblings on a key above which reads and writes are answered with a Warning header, counted and logged")
+	fs.IntVar(&c.MaxSiblings, "max-siblings", c.MaxSiblings, "most siblings a write may leave on a key; a write that would add one more is refused with 409 too_many_siblings")
 	fs.BoolVar(&c.HintedHandoff, "hinted-handoff", c.HintedHandoff, "keep hints for unreachable replicas and deliver them later")
 	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", c.AntiEntropyInterval, "how often replicas compare Merkle trees; 0 turns it off")
 	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", c.TombstoneGrace, "how long a delete's tombstone is kept once every replica has it")
@@ -138,19 +139,16 @@ func run(args []string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{
-		Handler: api.New(n, api.Options{
-			MaxValueBytes: o.node.MaxValueBytes,
-			Registry:      n.Registry(),
-			Logger:        logger,
-			SlowRequest:   o.slowRequest,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	// Timeouts, header limit and net/http's own error answers are set by
+	// api.NewServer, so that the API's bad-input tests run this same server.
 	var silent newConns
-	srv.ConnState = silent.track
+	srv := api.NewServer(api.New(n, api.Options{
+		MaxValueBytes: o.node.MaxValueBytes,
+		SiblingWarn:   o.node.SiblingWarn,
+		Registry:      n.Registry(),
+		Logger:        logger,
+		SlowRequest:   o.slowRequest,
+	}), api.ServerOptions{Logger: logger, ConnState: silent.track})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("serving", "listen", o.node.Listen, "peer_listen", o.node.PeerListen, "gossip_listen", o.node.GossipListen)

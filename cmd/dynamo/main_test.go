@@ -23,6 +23,20 @@ func TestFlagsDefaultToTheContract(t *testing.T) {
 		c.AntiEntropyInterval != 30*time.Second || c.TombstoneGrace != time.Hour || len(c.Join) != 0 || c.ID == "" {
 		t.Fatalf("defaults differ from the contract: %+v", c)
 	}
+	if c.SiblingWarn != 25 || c.MaxSiblings != 100 {
+		t.Fatalf("sibling-warn %d, max-siblings %d; want 25 and 100", c.SiblingWarn, c.MaxSiblings)
+	}
+}
+
+func TestSiblingFlags(t *testing.T) {
+	env := map[string]string{"DYNAMO_MAX_SIBLINGS": "40"}
+	o, err := parseFlags([]string{"--sibling-warn=8"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.node.SiblingWarn != 8 || o.node.MaxSiblings != 40 {
+		t.Fatalf("sibling-warn %d, max-siblings %d; want 8 and 40", o.node.SiblingWarn, o.node.MaxSiblings)
+	}
 }
 
 func TestEnvironmentFillsFlagsAndFlagsWin(t *testing.T) {
@@ -59,6 +73,10 @@ func TestInvalidSettingsAreRejected(t *testing.T) {
 		{args: []string{"--r=4"}, want: "r must be between 1 and n"},
 		{args: []string{"--w=0"}, want: "w must be between 1 and n"},
 		{args: []string{"--partitions=0"}, want: "partitions"},
+		{args: []string{"--max-siblings=0"}, want: "max-siblings must be at least 1"},
+		{args: []string{"--sibling-warn=0"}, want: "sibling-warn must be between 1 and max-siblings"},
+		{args: []string{"--sibling-warn=101"}, want: "sibling-warn must be between 1 and max-siblings (100)"},
+		{env: map[string]string{"DYNAMO_MAX_SIBLINGS": "10"}, want: "sibling-warn must be between 1 and max-siblings (10), got 25"},
 		{args: []string{"--listen=nonsense"}, want: "listen"},
 		{env: map[string]string{"DYNAMO_N": "three"}, want: "DYNAMO_N"},
 		{args: []string{"stray"}, want: "unexpected arguments"},

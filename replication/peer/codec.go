@@ -21,7 +21,7 @@ import (
 //	StoreResponse       (empty)
 //	CoordinateRequest   op:byte flags:byte key:bytes value:bytes contenttype:bytes
 //	                    context:clock quorum:uvarint
-//	CoordinateResponse  object:optobject context:clock
+//	CoordinateResponse  object:optobject context:clock [siblings:uvarint]
 //	RangeRequest        partition:uvarint after:bytes maxbytes:uvarint
 //	                    ringversion:u64 buckets:optbytes (merkle Done message)
 //	RangeResponse       count:uvarint, per item key:bytes object:optobject,
@@ -38,6 +38,11 @@ import (
 //	flags      a bit set; bits a message does not define must be zero.
 //	           CoordinateRequest bit 0: HasContext. RangeResponse bit 0:
 //	           Incomplete.
+//
+// CoordinateResponse's siblings is sent only when it is 2 or more (a put
+// that left siblings), and is then at least 2: an answer about a key with
+// one version is the same bytes as before the field existed, and a
+// coordinator that predates it sends none (0, not known).
 //
 // RangeRequest's after is plain bytes: nil and empty both mean "from the
 // first key" (the store has no empty key to start after), so an empty After
@@ -68,6 +73,10 @@ const (
 
 	// maxInt bounds decoded partitions and quorums: an int on any platform.
 	maxInt = math.MaxInt32
+
+	// minSiblingsSent is the smallest sibling count a CoordinateResponse
+	// carries; below it the field is left out.
+	minSiblingsSent = 2
 )
 
 func appendFetchRequest(buf []byte, r replication.FetchRequest) []byte {
@@ -151,12 +160,21 @@ func decodeCoordinateRequest(data []byte) (replication.CoordinateRequest, error)
 
 func appendCoordinateResponse(buf []byte, r replication.CoordinateResponse) []byte {
 	buf = appendObject(buf, r.Object)
-	return appendClock(buf, r.Context)
+	buf = appendClock(buf, r.Context)
+	if r.Siblings >= minSiblingsSent {
+		buf = appendInt(buf, r.Siblings)
+	}
+	return buf
 }
 
 func decodeCoordinateResponse(data []byte) (replication.CoordinateResponse, error) {
 	d := decoder{buf: data}
 	r := replication.CoordinateResponse{Object: d.object(), Context: d.clock()}
+	if d.err == nil && len(d.buf) > 0 {
+		if r.Siblings = d.int("siblings"); d.err == nil && r.Siblings < minSiblingsSent {
+			d.fail(fmt.Sprintf("siblings %d sent, want at least %d", r.Siblings, minSiblingsSent))
+		}
+	}
 	if err := d.finish(); err != nil {
 		return replication.CoordinateResponse{}, err
 	}

@@ -30,8 +30,9 @@
 //     or for an idempotent Fetch, Store or Range whose kept-alive connection
 //     the server had closed.) Once a request may have been written, a failure is
 //     an outcome-unknown error instead, never ErrUnreachable.
-//   - A handler's ErrUnavailable and ErrNoReplicas come back as a
-//     *RemoteError that errors.Is matches against the same sentinel; any
+//   - A handler's ErrUnavailable, ErrNoReplicas, ErrNotReplica and
+//     ErrTooManySiblings come back as a *RemoteError that errors.Is matches
+//     against the same sentinel; any
 //     other handler error (ErrUnreachable included: the node itself was
 //     reached) comes back as code "internal".
 //   - Fetch, Store and Range are idempotent and may be resent by net/http

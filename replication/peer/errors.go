@@ -14,6 +14,7 @@ const (
 	CodeUnavailable          = "unavailable"            // replication.ErrUnavailable
 	CodeNoReplicas           = "no_replicas"            // replication.ErrNoReplicas
 	CodeNotReplica           = "not_replica"            // replication.ErrNotReplica
+	CodeTooManySiblings      = "too_many_siblings"      // replication.ErrTooManySiblings
 	CodeBadRequest           = "bad_request"            // the body or a header did not decode
 	CodeInternal             = "internal"               // any other handler error
 	CodeNotFound             = "not_found"              // no such route
@@ -49,6 +50,8 @@ func (e *RemoteError) Unwrap() error {
 		return replication.ErrNoReplicas
 	case CodeNotReplica:
 		return replication.ErrNotReplica
+	case CodeTooManySiblings:
+		return replication.ErrTooManySiblings
 	}
 	return nil
 }
@@ -71,6 +74,8 @@ func errorStatus(err error) (status int, code string) {
 		return http.StatusServiceUnavailable, CodeNoReplicas
 	case errors.Is(err, replication.ErrNotReplica):
 		return http.StatusConflict, CodeNotReplica
+	case errors.Is(err, replication.ErrTooManySiblings):
+		return http.StatusConflict, CodeTooManySiblings
 	}
 	return http.StatusInternalServerError, CodeInternal
 }

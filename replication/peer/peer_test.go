@@ -305,6 +305,36 @@ func TestRoundTripEveryMessage(t *testing.T) {
 	}
 }
 
+// A coordinator's sibling count crosses the wire when it is 2 or more; an
+// answer without it (one version, or a coordinator built before the field)
+// is the old encoding and decodes as 0; a count below 2 is never sent.
+func TestCoordinateResponseSiblings(t *testing.T) {
+	p := startPeer(t, &fakeHandler{})
+	clock := version.Clock{{Actor: 1, Counter: 3}}
+	for sent, want := range map[int]int{0: 0, 1: 0, 2: 2, 100: 100, 12345: 12345} {
+		p.h.coordResp = replication.CoordinateResponse{Context: clock, Siblings: sent}
+		got, err := p.tr.Coordinate(t.Context(), "b", replication.CoordinateRequest{Op: replication.OpPut, Key: []byte("k")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Siblings != want || !got.Context.Equal(clock) {
+			t.Errorf("sent %d siblings, got %d with context %v; want %d", sent, got.Siblings, got.Context, want)
+		}
+	}
+	old := appendClock(appendObject(nil, nil), clock) // the encoding before the field
+	if r, err := decodeCoordinateResponse(old); err != nil || r.Siblings != 0 || !r.Context.Equal(clock) {
+		t.Errorf("an answer without siblings decodes as %+v, %v", r, err)
+	}
+	for _, n := range []int{0, 1} {
+		if _, err := decodeCoordinateResponse(appendInt(slices.Clone(old), n)); !errors.Is(err, errMalformed) {
+			t.Errorf("siblings %d sent: err %v, want errMalformed", n, err)
+		}
+	}
+	if _, err := decodeCoordinateResponse(append(appendInt(slices.Clone(old), 3), 0)); !errors.Is(err, errMalformed) {
+		t.Errorf("bytes after siblings: err %v, want errMalformed", err)
+	}
+}
+
 // sameRange compares range pages, telling a nil Next from an empty one.
 func sameRange(a, b replication.RangeResponse) bool {
 	if len(a.Items) != len(b.Items) || (a.Next == nil) != (b.Next == nil) ||
@@ -373,6 +403,7 @@ func TestHandlerErrorsMapToSentinels(t *testing.T) {
 		{replication.ErrUnavailable, CodeUnavailable, 503, replication.ErrUnavailable},
 		{fmt.Errorf("put k: %w", replication.ErrNoReplicas), CodeNoReplicas, 503, replication.ErrNoReplicas},
 		{fmt.Errorf("store: %w", replication.ErrNotReplica), CodeNotReplica, 409, replication.ErrNotReplica},
+		{fmt.Errorf("local write: %w", replication.ErrTooManySiblings), CodeTooManySiblings, 409, replication.ErrTooManySiblings},
 		{errors.New("disk on fire"), CodeInternal, 500, nil},
 		// The remote node was reached; its own trouble reaching others is
 		// not ours.
