@@ -93,3 +93,43 @@ func FuzzNoneMatch(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAccept(f *testing.F) {
+	for _, seed := range []struct{ accept, native string }{
+		{"application/json", "text/plain"},
+		{"application/json", "application/json"},
+		{"*/*", "multipart/mixed"},
+		{"text/*;q=0.5, application/json;q=0.4", "text/html; charset=utf-8"},
+		{"application/JSON;Q=1.0;level=1, */*;q=0", "image/png"},
+		{"application/json;q=1.5, */*;q=NaN", "application/octet-stream"},
+		{"*/json, application/, ;q=0.1", "application/json"},
+		{"multipart/mixed;q=0.9,application/*;q=0.9", "multipart/mixed"},
+	} {
+		f.Add(seed.accept, seed.native)
+	}
+	f.Fuzz(func(t *testing.T, accept, native string) {
+		ranges := parseAccept([]string{accept})
+		for _, r := range ranges {
+			if !(r.q >= 0 && r.q <= 1) || r.typ == "" || r.sub == "" || (r.typ == "*" && r.sub != "*") {
+				t.Fatalf("parseAccept(%q) kept %+v", accept, r)
+			}
+			if r.typ != strings.ToLower(r.typ) || r.sub != strings.ToLower(r.sub) {
+				t.Fatalf("parseAccept(%q) kept %+v, not lower case", accept, r)
+			}
+		}
+		q, named := quality(ranges, jsonMediaType)
+		if !(q >= 0 && q <= 1) {
+			t.Fatalf("quality of JSON under %q is %v", accept, q)
+		}
+		got := wantsJSON([]string{accept}, native)
+		// JSON is only chosen when the header gives it a positive q, and
+		// never when it names no media range at all.
+		if got && (q <= 0 || len(ranges) == 0) {
+			t.Fatalf("wantsJSON(%q, %q) with JSON at q=%v", accept, native, q)
+		}
+		// Naming application/json alone always gets JSON.
+		if named && len(ranges) == 1 && q > 0 && !got {
+			t.Fatalf("wantsJSON(%q, %q) = false though only JSON is acceptable", accept, native)
+		}
+	})
+}

@@ -115,7 +115,7 @@ func parseAccept(lines []string) []mediaRange {
 					continue
 				}
 				q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				if err != nil || q < 0 || q > 1 {
+				if err != nil || !(q >= 0 && q <= 1) { // NaN too
 					valid = false
 				}
 				r.q = q

@@ -51,7 +51,10 @@ func (db *DB) UpdateHint(target string, partition uint32, key []byte, fn func(ol
 		writes bool
 	)
 	err = db.view(func(tx *bolt.Tx) error {
-		old, _ := hintBucketsOf(tx).get(target, partition, key)
+		old, _, err := hintBucketsOf(tx).get(target, partition, key)
+		if err != nil {
+			return err
+		}
 		writes, _, fnErr = dryRun(old, fn)
 		return nil
 	})
@@ -66,7 +69,10 @@ func (db *DB) UpdateHint(target string, partition uint32, key []byte, fn func(ol
 	err = db.batch(func(tx *bolt.Tx) error {
 		dropped, fnErr = nil, nil
 		h := hintBucketsOf(tx)
-		old, oldSeq := h.get(target, partition, key)
+		old, oldSeq, err := h.get(target, partition, key)
+		if err != nil {
+			return err
+		}
 		next, err := fn(old)
 		switch {
 		case errors.Is(err, ErrNoChange):
@@ -102,9 +108,9 @@ func (db *DB) GetHint(target string, partition uint32, key []byte) ([]byte, erro
 	}
 	var val []byte
 	err := db.view(func(tx *bolt.Tx) error {
-		old, _ := hintBucketsOf(tx).get(target, partition, key)
+		old, _, err := hintBucketsOf(tx).get(target, partition, key)
 		val = bytes.Clone(old)
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: get hint for %q in partition %d: %w", target, partition, err)
@@ -189,7 +195,10 @@ func (db *DB) Hints(target string, after []byte, limit int) (hints []Hint, next 
 					next = hintCursor(last.Partition, last.Key)
 					return nil
 				}
-				seq, payload := splitHintValue(v)
+				seq, payload, err := splitHintValue(v)
+				if err != nil {
+					return fmt.Errorf("partition %d: %w", binary.BigEndian.Uint32(pname), err)
+				}
 				hints = append(hints, Hint{
 					Target:    target,
 					Partition: binary.BigEndian.Uint32(pname),
@@ -218,9 +227,9 @@ func (db *DB) DeleteHint(target string, partition uint32, key []byte, seq uint64
 	// in a snapshot will not match later either: answer without a write.
 	var matches bool
 	err := db.view(func(tx *bolt.Tx) error {
-		old, oldSeq := hintBucketsOf(tx).get(target, partition, key)
+		old, oldSeq, err := hintBucketsOf(tx).get(target, partition, key)
 		matches = old != nil && oldSeq == seq
-		return nil
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: delete hint for %q in partition %d: %w", target, partition, err)
@@ -233,9 +242,9 @@ func (db *DB) DeleteHint(target string, partition uint32, key []byte, seq uint64
 	err = db.batch(func(tx *bolt.Tx) error {
 		deleted = false
 		h := hintBucketsOf(tx)
-		old, oldSeq := h.get(target, partition, key)
-		if old == nil || oldSeq != seq {
-			return nil
+		old, oldSeq, err := h.get(target, partition, key)
+		if err != nil || old == nil || oldSeq != seq {
+			return err
 		}
 		if err := h.remove(target, partition, key, oldSeq); err != nil {
 			return err
@@ -262,22 +271,22 @@ func hintBucketsOf(tx *bolt.Tx) hintBuckets {
 }
 
 // get returns the hint's value (pointing into the transaction) and seq, or
-// nil when there is no hint.
-func (h hintBuckets) get(target string, partition uint32, key []byte) ([]byte, uint64) {
+// nil when there is no hint; a corrupt record is an error.
+func (h hintBuckets) get(target string, partition uint32, key []byte) ([]byte, uint64, error) {
 	tb := h.hints.Bucket([]byte(target))
 	if tb == nil {
-		return nil, 0
+		return nil, 0, nil
 	}
 	pb := tb.Bucket(partitionName(partition))
 	if pb == nil {
-		return nil, 0
+		return nil, 0, nil
 	}
 	v := pb.Get(key)
 	if v == nil {
-		return nil, 0
+		return nil, 0, nil
 	}
-	seq, payload := splitHintValue(v)
-	return payload, seq
+	seq, payload, err := splitHintValue(v)
+	return payload, seq, err
 }
 
 // put stores value as the newest hint for (target, partition, key). existed
@@ -366,9 +375,14 @@ func seqName(seq uint64) []byte {
 }
 
 // splitHintValue splits a stored hint into its seq and the caller's value.
-// The value is never nil, so an empty value stays distinct from absent.
-func splitHintValue(v []byte) (seq uint64, value []byte) {
-	return binary.BigEndian.Uint64(v), v[8:len(v):len(v)]
+// The value is never nil, so an empty value stays distinct from absent. A
+// record too short to hold its seq (a corrupt file) is an error, not a
+// panic in whichever goroutine reads it.
+func splitHintValue(v []byte) (seq uint64, value []byte, err error) {
+	if len(v) < 8 {
+		return 0, nil, fmt.Errorf("corrupt hint record of %d bytes, shorter than its seq", len(v))
+	}
+	return binary.BigEndian.Uint64(v), v[8:len(v):len(v)], nil
 }
 
 // hintRef encodes the address of a hint as hintseq stores it: target length

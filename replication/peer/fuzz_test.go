@@ -2,7 +2,9 @@ package peer
 
 import (
 	"bytes"
+	"errors"
 	"reflect"
+	"runtime/metrics"
 	"strings"
 	"testing"
 
@@ -11,8 +13,9 @@ import (
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
-// fuzzDecoder checks one decoder: it never panics, and whatever it accepts
-// encodes to bytes that decode to an equal value.
+// fuzzDecoder checks one decoder: it never panics, it allocates in
+// proportion to its input, it rejects with errMalformed, and whatever it
+// accepts encodes to bytes that decode to an equal value.
 func fuzzDecoder[T any](f *testing.F, decode func([]byte) (T, error), encode func([]byte, T) []byte, seeds ...T) {
 	for _, s := range seeds {
 		f.Add(encode(nil, s))
@@ -20,8 +23,17 @@ func fuzzDecoder[T any](f *testing.F, decode func([]byte) (T, error), encode fun
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := decode(data)
+		var (
+			v   T
+			err error
+		)
+		if n := allocated(func() { v, err = decode(data) }); n > maxDecodeAlloc(len(data)) {
+			t.Fatalf("decoding %d bytes allocated %d bytes", len(data), n)
+		}
 		if err != nil {
+			if !errors.Is(err, errMalformed) {
+				t.Fatalf("rejection %v does not wrap errMalformed", err)
+			}
 			return
 		}
 		again, err := decode(encode(nil, v))
@@ -32,6 +44,24 @@ func fuzzDecoder[T any](f *testing.F, decode func([]byte) (T, error), encode fun
 			t.Fatalf("round trip changed the value:\n%+v\n%+v", v, again)
 		}
 	})
+}
+
+// maxDecodeAlloc bounds what decoding n bytes may allocate: a small multiple
+// of n, plus the node list of a final merkle message (which names up to
+// 2^MaxLeafBits nodes in a few bytes), plus slack for the runtime counting
+// small allocations a span at a time.
+func maxDecodeAlloc(n int) uint64 {
+	return 64*uint64(n) + 4<<merkle.MaxLeafBits + 1<<20
+}
+
+// allocated returns about how many bytes fn allocated on the heap.
+func allocated(fn func()) uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	fn()
+	metrics.Read(s)
+	return s[0].Value.Uint64() - before
 }
 
 func seedObjects() []*version.Object {
@@ -81,7 +111,7 @@ func FuzzDecodeCoordinateRequest(f *testing.F) {
 }
 
 func FuzzDecodeCoordinateResponse(f *testing.F) {
-	seeds := []replication.CoordinateResponse{{}, {Context: seedClock}}
+	seeds := []replication.CoordinateResponse{{}, {Context: seedClock}, {Object: seedObjects()[0], Siblings: 3}}
 	for _, o := range seedObjects() {
 		seeds = append(seeds, replication.CoordinateResponse{Object: o, Context: o.Context()})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"runtime/metrics"
 	"testing"
 )
 
@@ -21,7 +22,13 @@ func FuzzDecodeContext(f *testing.F) {
 		f.Add(EncodeContext(randEncClock(r, 1+r.IntN(4))))
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		c, err := DecodeContext(s)
+		var (
+			c   Clock
+			err error
+		)
+		if n := allocated(func() { c, err = DecodeContext(s) }); n > maxDecodeAlloc(len(s)) {
+			t.Fatalf("decoding %d bytes allocated %d bytes", len(s), n)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) || c != nil {
 				t.Fatalf("rejection = %v, %v; want nil, ErrMalformed", c, err)
@@ -51,7 +58,13 @@ func FuzzUnmarshal(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := bytes.Clone(data)
-		o, err := Unmarshal(data)
+		var (
+			o   *Object
+			err error
+		)
+		if n := allocated(func() { o, err = Unmarshal(data) }); n > maxDecodeAlloc(len(data)) {
+			t.Fatalf("decoding %d bytes allocated %d bytes", len(data), n)
+		}
 		framed, rest, ferr := DecodeObject(data)
 		if !bytes.Equal(in, data) {
 			t.Fatal("decoding modified its input")
@@ -80,4 +93,56 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("re-decoding: %+v, %v", again, err)
 		}
 	})
+}
+
+// FuzzDecodeClock reads clocks as the peer protocol frames them: what is
+// accepted is valid, is followed by the rest returned, and re-encodes to the
+// bytes it was read from.
+func FuzzDecodeClock(f *testing.F) {
+	r := rand.New(rand.NewPCG(25, 26))
+	f.Add([]byte{})
+	f.Add([]byte{0})
+	f.Add(rawClock(2, rawEntry(2, 1), rawEntry(1, 1)))
+	f.Add(cat(rawClock(1, rawEntry(1, 0)), []byte{7}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	for range 6 {
+		f.Add(cat(AppendClock(nil, randEncClock(r, 1+r.IntN(4))), []byte("rest")))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var (
+			c    Clock
+			rest []byte
+			err  error
+		)
+		if n := allocated(func() { c, rest, err = DecodeClock(data) }); n > maxDecodeAlloc(len(data)) {
+			t.Fatalf("decoding %d bytes allocated %d bytes", len(data), n)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || c != nil || rest != nil {
+				t.Fatalf("rejection = %v, %x, %v; want nil, nil, ErrMalformed", c, rest, err)
+			}
+			return
+		}
+		if !c.valid() || len(c) > MaxClockEntries {
+			t.Fatalf("accepted an invalid clock %v", c)
+		}
+		if enc := AppendClock(nil, c); !bytes.Equal(cat(enc, rest), data) {
+			t.Fatalf("clock %v re-encodes as %x, then %x; read from %x", c, enc, rest, data)
+		}
+	})
+}
+
+// maxDecodeAlloc bounds what decoding n bytes may allocate: a small multiple
+// of n, plus slack for the runtime counting small allocations a span at a
+// time.
+func maxDecodeAlloc(n int) uint64 { return 64*uint64(n) + 1<<20 }
+
+// allocated returns about how many bytes fn allocated on the heap.
+func allocated(fn func()) uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	fn()
+	metrics.Read(s)
+	return s[0].Value.Uint64() - before
 }
