@@ -29,18 +29,18 @@ type hintStore struct {
 
 var _ replication.HintStore = hintStore{}
 
-func (h hintStore) AddHint(target string, partition int, key []byte, obj *version.Object) error {
+func (h hintStore) AddHint(target string, partition int, key []byte, obj *version.Object, sole bool) error {
 	changed := false
 	dropped, err := h.db.UpdateHint(target, uint32(partition), key, func(old []byte) ([]byte, error) {
-		cur, err := decodeObject(old, partition)
+		cur, wasSole, err := decodeHint(old, partition)
 		if err != nil {
 			return nil, err
 		}
 		next := version.Merge(cur, obj)
-		if changed = old == nil || !next.Equal(cur); !changed {
+		if changed = old == nil || !next.Equal(cur) || sole && !wasSole; !changed {
 			return nil, store.ErrNoChange
 		}
-		return next.Marshal(), nil
+		return encodeHint(next, sole || wasSole), nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNoChange) {
 		return err
@@ -67,13 +67,13 @@ func (h hintStore) Hinted(partition int, key []byte) (*version.Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		obj, err := decodeObject(raw, partition)
+		obj, sole, err := decodeHint(raw, partition)
 		if err != nil {
 			return nil, err
 		}
 		// A coordinator may read-repair replicas with what it reads here
 		// until its request's deadline.
-		if h.stale(obj, h.now().Add(h.timeout)) {
+		if !sole && h.stale(obj, h.now().Add(h.timeout)) {
 			continue
 		}
 		merged = version.Merge(merged, obj)
@@ -101,9 +101,14 @@ func (h hintStore) stale(obj *version.Object, until time.Time) bool {
 	return !obj.Modified().Add(h.grace / 2).After(until)
 }
 
-// Stale is stale for a hint about to be delivered (HandoffConfig.Stale).
+// Stale is stale for a hint about to be delivered (HandoffConfig.Stale):
+// never for a sole hint, which may be its value's only copy. Losing an
+// acknowledged write is certain harm, bringing a deleted value back only
+// possible: it needs a client to have read the value from the stand-ins,
+// deleted it, and the stand-ins to stay away from every replica for the
+// whole grace after the delete.
 func (h hintStore) Stale(hint replication.Hint, until time.Time) bool {
-	return h.stale(hint.Object, until)
+	return !hint.Sole && h.stale(hint.Object, until)
 }
 
 func (h hintStore) Targets() ([]string, error) { return h.db.HintTargets() }
@@ -115,18 +120,18 @@ func (h hintStore) Hints(target string, cursor []byte, limit int) ([]replication
 	}
 	out := make([]replication.Hint, 0, len(raw))
 	for _, r := range raw {
-		obj, err := decodeObject(r.Value, int(r.Partition))
+		obj, sole, err := decodeHint(r.Value, int(r.Partition))
 		if err != nil {
 			return nil, nil, err
 		}
-		if h.stale(obj, h.now()) {
+		if !sole && h.stale(obj, h.now()) {
 			if _, err := h.db.DeleteHint(r.Target, r.Partition, r.Key, r.Seq); err != nil {
 				return nil, nil, err
 			}
 			h.dropped(r.Target, r.Partition, obj)
 			continue
 		}
-		out = append(out, replication.Hint{Target: r.Target, Partition: int(r.Partition), Key: r.Key, Object: obj, Seq: r.Seq})
+		out = append(out, replication.Hint{Target: r.Target, Partition: int(r.Partition), Key: r.Key, Object: obj, Sole: sole, Seq: r.Seq})
 	}
 	return out, next, nil
 }
@@ -141,6 +146,32 @@ func (h hintStore) dropped(target string, partition uint32, obj *version.Object)
 func (h hintStore) Delivered(hint replication.Hint) error {
 	_, err := h.db.DeleteHint(hint.Target, uint32(hint.Partition), hint.Key, hint.Seq)
 	return err
+}
+
+// hintSole prefixes the stored object of a sole hint (replication.Hint.Sole).
+// A stored object starts with its format byte (version's 1 or 2, or
+// recordS2), never this.
+const hintSole byte = 0x53
+
+// encodeHint is a hint's stored bytes: the object as the store keeps
+// objects, after hintSole for a sole hint.
+func encodeHint(obj *version.Object, sole bool) []byte {
+	if !sole {
+		return obj.Marshal()
+	}
+	return append([]byte{hintSole}, obj.Marshal()...)
+}
+
+// decodeHint decodes what encodeHint wrote; nil bytes are no hint.
+func decodeHint(raw []byte, partition int) (obj *version.Object, sole bool, err error) {
+	if len(raw) > 0 && raw[0] == hintSole {
+		raw, sole = raw[1:], true
+		if len(raw) == 0 {
+			return nil, false, fmt.Errorf("partition %d: a sole hint with no object", partition)
+		}
+	}
+	obj, err = decodeObject(raw, partition)
+	return obj, sole, err
 }
 
 // decodeObject decodes a stored object; nil bytes are no object.

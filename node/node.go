@@ -831,7 +831,7 @@ func (n *Node) HandleStore(ctx context.Context, _ string, req replication.StoreR
 	}
 	defer n.exit()
 	if req.HintFor != "" && req.HintFor != n.cfg.ID {
-		return replication.StoreResponse{}, n.hints.AddHint(req.HintFor, req.Partition, req.Key, req.Object)
+		return replication.StoreResponse{}, n.hints.AddHint(req.HintFor, req.Partition, req.Key, req.Object, req.Sole)
 	}
 	if !n.mover.holds(req.Partition) {
 		// A coordinator with another ring view: refuse, so the write goes

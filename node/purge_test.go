@@ -128,3 +128,41 @@ func TestHintTooOldByItsDeadlineIsDropped(t *testing.T) {
 		t.Fatalf("%s got %v from a hint too old to deliver", cut, obj)
 	}
 }
+
+// A write a stand-in took while every replica of its key was down lives
+// only in hints: they are its sole copies, and are delivered whatever
+// their age (found by the fault suite's container soak, where such a
+// write was lost once its hints were dropped as stale). Here every other
+// hint would be too old by its deadline (grace 2s, request timeout 2s).
+func TestSoleHintsAreNeverDroppedForTheirAge(t *testing.T) {
+	cfg := nodetest.DefaultConfig()
+	cfg.TombstoneGrace = 2 * time.Second
+	cfg.RequestTimeout = 2 * time.Second
+	cfg.AntiEntropyInterval = 0
+	c := nodetest.MakeCluster(t, 5, cfg)
+	var (
+		key      string
+		replicas []string
+	)
+	for i := 0; ; i++ {
+		key = fmt.Sprintf("sole-%d", i)
+		replicas = c.Replicas("node-0", []byte(key))
+		if !slices.Contains(replicas, "node-0") {
+			break
+		}
+	}
+	c.Partition(replicas)
+	if _, err := c.Node("node-0").Put(nodetest.Ctx(t), node.PutRequest{Key: []byte(key), Value: []byte("only-in-hints")}); err != nil {
+		t.Fatalf("a write with every replica down: %v", err)
+	}
+	c.Heal()
+	nodetest.Eventually(t, 20*time.Second, func() error {
+		for _, id := range replicas {
+			obj, err := c.Node(id).GetLocal([]byte(key))
+			if err != nil || !slices.Equal(values(obj), []string{"only-in-hints"}) {
+				return fmt.Errorf("%s holds %v (%v)", id, values(obj), err)
+			}
+		}
+		return nil
+	})
+}

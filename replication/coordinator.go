@@ -375,7 +375,7 @@ func (c *Coordinator) DeleteAsStandIn(ctx context.Context, plan Plan, key []byte
 // replicates it as the coordinator would.
 func (c *Coordinator) standInWrite(ctx context.Context, plan Plan, key []byte, obj *version.Object) error {
 	for _, id := range plan.Replicas {
-		if err := c.Hints.AddHint(id, plan.Partition, key, obj); err != nil {
+		if err := c.Hints.AddHint(id, plan.Partition, key, obj, true); err != nil {
 			return fmt.Errorf("replication: keeping a hint for %s: %w", id, err)
 		}
 	}
@@ -415,11 +415,14 @@ func (c *Coordinator) replicate(ctx context.Context, plan Plan, key []byte, obj 
 	}
 	targets := c.othersOf(plan.targets())
 	standIns := newStandIns(c.othersOf(plan.Fallbacks), c.Health)
+	// A stand-in coordinating holds no replica's copy: until a replica
+	// stores the write, hints may be its only copies.
+	sole := !slices.Contains(plan.targets(), c.cfg.Self)
 	results := c.fanOut(ctx, targets, func(ctx context.Context, id string) reply {
-		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns)}
+		return reply{id: id, err: c.storeOrHint(ctx, plan, key, obj, id, standIns, sole)}
 	})
 	acks := newTally(plan, len(targets))
-	if slices.Contains(plan.targets(), c.cfg.Self) {
+	if !sole {
 		acks.add(c.cfg.Self, true)
 	} else {
 		acks.got[0]++ // a stand-in coordinating: its hints count as one replica's copy
@@ -466,8 +469,8 @@ func (p Plan) joined(newer Plan) Plan {
 // else (or when that fails) to a stand-in as a hint, else into this node's
 // own hints. It returns nil only when another node durably holds obj; a
 // hint kept here does not count towards the quorum, since this node's copy
-// already did.
-func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, obj *version.Object, id string, standIns *standIns) error {
+// already did. sole marks the hints (Hint.Sole).
+func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, obj *version.Object, id string, standIns *standIns, sole bool) error {
 	req := StoreRequest{Partition: plan.Partition, Key: key, Object: obj, RingVersion: plan.RingVersion}
 	err := ErrUnreachable
 	// A replica in back-off is skipped only when a stand-in can take its
@@ -489,7 +492,7 @@ func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, ob
 	if c.Hints == nil {
 		return err
 	}
-	req.HintFor = id
+	req.HintFor, req.Sole = id, sole
 	for standIn, ok := standIns.next(); ok; standIn, ok = standIns.next() {
 		start := time.Now()
 		_, serr := c.Transport.Store(ctx, standIn, req)
@@ -500,7 +503,7 @@ func (c *Coordinator) storeOrHint(ctx context.Context, plan Plan, key []byte, ob
 			return nil
 		}
 	}
-	if herr := c.Hints.AddHint(id, plan.Partition, key, obj); herr != nil {
+	if herr := c.Hints.AddHint(id, plan.Partition, key, obj, sole); herr != nil {
 		return fmt.Errorf("%w; keeping a hint failed too: %v", err, herr)
 	}
 	return fmt.Errorf("%w (kept a hint for it here)", err)

@@ -18,6 +18,11 @@ type Hint struct {
 	Partition int
 	Key       []byte
 	Object    *version.Object
+	// Sole marks a hint that may be the only copy of its value: a stand-in
+	// minted the write while every replica was down. It is never dropped
+	// for its age (see HandoffConfig.Stale), since no replica would hold
+	// what it carries.
+	Sole bool
 	// Seq identifies this state of the hint: a hint rewritten since it was
 	// read has another Seq and is not deleted by a delivery of the old one.
 	Seq uint64
@@ -28,8 +33,9 @@ type Hint struct {
 // by the implementation): anti-entropy repairs what they carried.
 // Implementations must be safe for concurrent use.
 type HintStore interface {
-	// AddHint merges obj into the hint for (target, key), durably.
-	AddHint(target string, partition int, key []byte, obj *version.Object) error
+	// AddHint merges obj into the hint for (target, key), durably; sole
+	// marks it (and keeps it marked) as Hint.Sole.
+	AddHint(target string, partition int, key []byte, obj *version.Object, sole bool) error
 	// Hinted returns the merge of every hint held for key, nil when none.
 	Hinted(partition int, key []byte) (*version.Object, error)
 	// Targets lists the nodes hints are held for.
@@ -62,7 +68,8 @@ type HandoffConfig struct {
 	// Stale reports a hint that must not land anywhere by until (its value
 	// may have been deleted and the delete purged by then). It is asked
 	// right before each delivery, with the delivery's deadline; a stale
-	// hint is deleted and counted as dropped instead. nil: none is.
+	// hint is deleted and counted as dropped instead. nil: none is. A Sole
+	// hint is never stale.
 	Stale func(h Hint, until time.Time) bool
 }
 

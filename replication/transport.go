@@ -63,6 +63,9 @@ type StoreRequest struct {
 	Object      *version.Object
 	HintFor     string
 	RingVersion uint64
+	// Sole, with HintFor, marks the hint as possibly the only copy of its
+	// value (Hint.Sole): the coordinator was a stand-in, every replica down.
+	Sole bool
 }
 
 // StoreResponse acknowledges a durable store.

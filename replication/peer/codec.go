@@ -17,7 +17,7 @@ import (
 //	FetchRequest        partition:uvarint key:bytes
 //	FetchResponse       object:optobject
 //	StoreRequest        partition:uvarint key:bytes object:optobject hintfor:bytes
-//	                    ringversion:u64
+//	                    ringversion:u64 [flags:byte]
 //	StoreResponse       (empty)
 //	CoordinateRequest   op:byte flags:byte key:bytes value:bytes contenttype:bytes
 //	                    context:clock quorum:uvarint
@@ -37,7 +37,10 @@ import (
 //	           a uvarint counter, sorted by actor, counters positive
 //	flags      a bit set; bits a message does not define must be zero.
 //	           CoordinateRequest bit 0: HasContext. RangeResponse bit 0:
-//	           Incomplete.
+//	           Incomplete. StoreRequest bit 0: Sole.
+//
+// StoreRequest's flags are sent only when not zero, so a store that is no
+// sole hint is the same bytes as before the field existed.
 //
 // CoordinateResponse's siblings is sent only when it is 2 or more (a put
 // that left siblings), and is then at least 2: an answer about a key with
@@ -63,6 +66,7 @@ const (
 
 	flagHasContext byte = 1
 	flagIncomplete byte = 1
+	flagSole       byte = 1
 
 	// minRangeItem is the fewest bytes a range item takes: an empty key's
 	// length and a nil object's marker.
@@ -108,7 +112,11 @@ func appendStoreRequest(buf []byte, r replication.StoreRequest) []byte {
 	buf = appendBytes(buf, r.Key)
 	buf = appendObject(buf, r.Object)
 	buf = appendBytes(buf, []byte(r.HintFor))
-	return binary.BigEndian.AppendUint64(buf, r.RingVersion)
+	buf = binary.BigEndian.AppendUint64(buf, r.RingVersion)
+	if r.Sole {
+		buf = append(buf, flagSole)
+	}
+	return buf
 }
 
 func decodeStoreRequest(data []byte) (replication.StoreRequest, error) {
@@ -116,6 +124,14 @@ func decodeStoreRequest(data []byte) (replication.StoreRequest, error) {
 	r := replication.StoreRequest{Partition: d.int("partition"), Key: d.bytes(), Object: d.object()}
 	r.HintFor = string(d.bytes())
 	r.RingVersion = d.u64()
+	if d.err == nil && len(d.buf) > 0 {
+		// Present only when set: a zero byte is no encoder's output.
+		if flags := d.flags(flagSole); flags == 0 {
+			d.fail("store flags present but zero")
+		} else {
+			r.Sole = true
+		}
+	}
 	return r, d.finish()
 }
 

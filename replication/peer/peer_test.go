@@ -220,12 +220,13 @@ func TestRoundTripEveryMessage(t *testing.T) {
 
 	for name, obj := range testObjects() {
 		t.Run(name, func(t *testing.T) {
-			for _, hint := range []string{"", "node-c"} {
-				if _, err := p.tr.Store(ctx, "b", replication.StoreRequest{Partition: 255, Key: []byte("k/" + name), Object: obj, HintFor: hint, RingVersion: 7}); err != nil {
+			for _, hint := range []string{"", "node-c", "node-c sole"} {
+				hintFor, sole := strings.CutSuffix(hint, " sole")
+				if _, err := p.tr.Store(ctx, "b", replication.StoreRequest{Partition: 255, Key: []byte("k/" + name), Object: obj, HintFor: hintFor, RingVersion: 7, Sole: sole}); err != nil {
 					t.Fatal(err)
 				}
 				if p.h.from != "a" || p.h.store.Partition != 255 || string(p.h.store.Key) != "k/"+name ||
-					!sameObject(p.h.store.Object, obj) || p.h.store.HintFor != hint || p.h.store.RingVersion != 7 {
+					!sameObject(p.h.store.Object, obj) || p.h.store.HintFor != hintFor || p.h.store.RingVersion != 7 || p.h.store.Sole != sole {
 					t.Fatalf("store arrived as from=%q %+v", p.h.from, p.h.store)
 				}
 			}
@@ -813,5 +814,29 @@ func TestListener(t *testing.T) {
 	}
 	if h.calls.Load() != 1 {
 		t.Fatalf("handler ran %d times", h.calls.Load())
+	}
+}
+
+// A store's flags byte is sent only when set: without it, the bytes are
+// those of a store from before the flag existed; a zero or unknown flags
+// byte is no encoder's output.
+func TestStoreRequestSoleFlag(t *testing.T) {
+	plain := replication.StoreRequest{Partition: 3, Key: []byte("k"), HintFor: "c", RingVersion: 9}
+	sole := plain
+	sole.Sole = true
+	a, b := appendStoreRequest(nil, plain), appendStoreRequest(nil, sole)
+	if len(b) != len(a)+1 || !bytes.Equal(a, b[:len(a)]) || b[len(a)] != flagSole {
+		t.Fatalf("sole store encodes as %x, plain as %x", b, a)
+	}
+	for _, in := range [][]byte{a, b} {
+		got, err := decodeStoreRequest(in)
+		if err != nil || got.Sole != (len(in) == len(b)) {
+			t.Fatalf("decode %x = %+v, %v", in, got, err)
+		}
+	}
+	for _, bad := range [][]byte{append(slices.Clone(a), 0), append(slices.Clone(a), 2), append(slices.Clone(b), 1)} {
+		if _, err := decodeStoreRequest(bad); !errors.Is(err, errMalformed) {
+			t.Errorf("decode %x: err = %v, want errMalformed", bad, err)
+		}
 	}
 }
