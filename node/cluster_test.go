@@ -359,3 +359,25 @@ func TestForwardedRequestWhoseAnswerIsLost(t *testing.T) {
 		t.Fatalf("the read was sent to %d coordinators, want all 3 replicas", got)
 	}
 }
+
+// A coordinator that is starting or stopping refuses a forwarded request
+// before doing anything, so the forwarding node asks the next replica
+// instead of failing the client's request (found by the container soak,
+// where it surfaced as a 500).
+func TestForwardSkipsACoordinatorThatIsNotReady(t *testing.T) {
+	c := nodetest.MakeCluster(t, 5, nodetest.DefaultConfig())
+	var key string
+	for i := 0; ; i++ {
+		key = fmt.Sprintf("drain-%d", i)
+		if !slices.Contains(c.Replicas("node-0", []byte(key)), "node-0") {
+			break
+		}
+	}
+	for _, id := range c.Replicas("node-0", []byte(key))[:2] {
+		c.Node(id).Drain()
+	}
+	clock := put(t, c.Node("node-0"), key, "v", nil, false)
+	if got := values(get(t, c.Node("node-0"), key)); !slices.Equal(got, []string{"v"}) || len(clock) == 0 {
+		t.Fatalf("read through node-0 = %q", got)
+	}
+}

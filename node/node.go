@@ -626,9 +626,11 @@ func (n *Node) forward(ctx context.Context, plan replication.Plan, req replicati
 	}
 	for _, id := range order {
 		resp, err := n.transport.Coordinate(ctx, id, req)
-		if errors.Is(err, replication.ErrUnreachable) {
+		if errors.Is(err, replication.ErrUnreachable) || errors.Is(err, replication.ErrNotReady) {
+			// It had no effect there: a node starting or stopping refuses
+			// a request before doing anything.
 			n.health.Failed(id)
-			n.logger.Debug("coordinator unreachable, trying next", "peer", id, "err", err)
+			n.logger.Debug("coordinator unreachable or not ready, trying next", "peer", id, "err", err)
 			continue
 		}
 		if errors.Is(err, replication.ErrOutcomeUnknown) {

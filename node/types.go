@@ -110,8 +110,6 @@ type RingInfo struct {
 var (
 	// ErrBadQuorum reports an r or w outside 1..N.
 	ErrBadQuorum = errors.New("node: quorum must be between 1 and N")
-	// ErrNotReady reports a request reaching a node that is starting or stopping.
-	ErrNotReady = errors.New("node: not ready")
 	// ErrUnknownMember reports a remove of an id that is not a member.
 	ErrUnknownMember = errors.New("node: no such member")
 	// ErrMemberAlive reports a remove of a member that is still up: it
@@ -124,6 +122,9 @@ var (
 var (
 	ErrUnavailable = replication.ErrUnavailable
 	ErrNoReplicas  = replication.ErrNoReplicas
+	// ErrNotReady reports a request reaching a node that is starting or
+	// stopping; it had no effect there.
+	ErrNotReady = replication.ErrNotReady
 	// ErrTooManySiblings reports a write refused because the key would
 	// hold more than MaxSiblings live siblings; nothing was stored. A write
 	// carrying the context of a read of the key is never refused.

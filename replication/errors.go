@@ -10,6 +10,9 @@ var (
 	// never came (the connection broke, or the node died or was cut off
 	// mid-request): the request may or may not have had its effect there.
 	ErrOutcomeUnknown = errors.New("replication: outcome unknown")
+	// ErrNotReady reports a request refused by a node that is starting or
+	// stopping, before it did anything: it may be sent elsewhere.
+	ErrNotReady = errors.New("node: not ready")
 	// ErrUnavailable reports that fewer than R (or W) replicas answered
 	// before the deadline. A write may still exist on fewer replicas.
 	ErrUnavailable = errors.New("replication: not enough replicas answered in time")

@@ -29,10 +29,10 @@
 //     (net/http makes a second attempt only after the first wrote nothing,
 //     or for an idempotent Fetch, Store or Range whose kept-alive connection
 //     the server had closed.) Once a request may have been written, a failure is
-//     an outcome-unknown error instead, never ErrUnreachable.
-//   - A handler's ErrUnavailable, ErrNoReplicas, ErrNotReplica and
-//     ErrTooManySiblings come back as a *RemoteError that errors.Is matches
-//     against the same sentinel; any
+//     ErrOutcomeUnknown instead, never ErrUnreachable.
+//   - A handler's ErrUnavailable, ErrNoReplicas, ErrNotReplica,
+//     ErrTooManySiblings and ErrNotReady come back as a *RemoteError that
+//     errors.Is matches against the same sentinel; any
 //     other handler error (ErrUnreachable included: the node itself was
 //     reached) comes back as code "internal".
 //   - Fetch, Store and Range are idempotent and may be resent by net/http

@@ -15,6 +15,7 @@ const (
 	CodeNoReplicas           = "no_replicas"            // replication.ErrNoReplicas
 	CodeNotReplica           = "not_replica"            // replication.ErrNotReplica
 	CodeTooManySiblings      = "too_many_siblings"      // replication.ErrTooManySiblings
+	CodeNotReady             = "not_ready"              // replication.ErrNotReady
 	CodeBadRequest           = "bad_request"            // the body or a header did not decode
 	CodeInternal             = "internal"               // any other handler error
 	CodeNotFound             = "not_found"              // no such route
@@ -52,6 +53,8 @@ func (e *RemoteError) Unwrap() error {
 		return replication.ErrNotReplica
 	case CodeTooManySiblings:
 		return replication.ErrTooManySiblings
+	case CodeNotReady:
+		return replication.ErrNotReady
 	}
 	return nil
 }
@@ -76,6 +79,8 @@ func errorStatus(err error) (status int, code string) {
 		return http.StatusConflict, CodeNotReplica
 	case errors.Is(err, replication.ErrTooManySiblings):
 		return http.StatusConflict, CodeTooManySiblings
+	case errors.Is(err, replication.ErrNotReady):
+		return http.StatusServiceUnavailable, CodeNotReady
 	}
 	return http.StatusInternalServerError, CodeInternal
 }

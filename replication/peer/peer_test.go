@@ -405,6 +405,7 @@ func TestHandlerErrorsMapToSentinels(t *testing.T) {
 		{fmt.Errorf("put k: %w", replication.ErrNoReplicas), CodeNoReplicas, 503, replication.ErrNoReplicas},
 		{fmt.Errorf("store: %w", replication.ErrNotReplica), CodeNotReplica, 409, replication.ErrNotReplica},
 		{fmt.Errorf("local write: %w", replication.ErrTooManySiblings), CodeTooManySiblings, 409, replication.ErrTooManySiblings},
+		{fmt.Errorf("stopping: %w", replication.ErrNotReady), CodeNotReady, 503, replication.ErrNotReady},
 		{errors.New("disk on fire"), CodeInternal, 500, nil},
 		// The remote node was reached; its own trouble reaching others is
 		// not ours.
