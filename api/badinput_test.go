@@ -419,6 +419,8 @@ func TestBadInputOverHTTP(t *testing.T) {
 		{name: "local=maybe", raw: r(get, "/keys/plain?local=maybe", ""), status: 400, code: codeBadQuery},
 		{name: "local empty", raw: r(get, "/keys/plain?local=", ""), status: 400, code: codeBadQuery},
 		{name: "local=%zz", raw: r(get, "/keys/plain?local=%zz", ""), status: 400, code: codeBadQuery},
+		{name: "PUT local=true", raw: r(put, "/keys/plain?local=true", "v2"), status: 400, code: codeBadQuery},
+		{name: "DELETE local=true", raw: r(del, "/keys/plain?local=true", ""), status: 400, code: codeBadQuery},
 
 		// Values and bodies.
 		{name: "value of exactly the limit", raw: r(put, "/keys/limit/exact", exact), status: 204, stores: "limit/exact"},

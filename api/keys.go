@@ -178,6 +178,12 @@ func (s *server) parseWrite(r *http.Request) (key []byte, quorum int, clock vers
 	if err != nil {
 		return nil, 0, nil, false, err
 	}
+	if q.Has("local") {
+		// An operator expecting a write to this node's copy alone would
+		// otherwise get a quorum write.
+		return nil, 0, nil, false, &apiError{http.StatusBadRequest, codeBadQuery,
+			"local applies to GET only: a PUT or DELETE is always coordinated and stored on w replicas"}
+	}
 	if quorum, err = parseQuorum(q, "w", s.svc.Quorums().N); err != nil {
 		return nil, 0, nil, false, err
 	}
