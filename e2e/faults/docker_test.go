@@ -1,7 +1,6 @@
 package faults_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/dynamo-kv/dynamo/client"
 	"github.com/dynamo-kv/dynamo/e2e/faults"
+	"github.com/dynamo-kv/dynamo/node/nodetest"
 	"github.com/dynamo-kv/dynamo/replication/version"
 )
 
@@ -314,80 +314,48 @@ func (c *dockerCluster) awaitReady(id string, gen int, base string) {
 
 // ready asks the node at base for /readyz once.
 func (c *dockerCluster) ready(base string) bool {
-	resp, err := c.fetch(base + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	status, _, err := c.get(base + "/readyz")
+	return err == nil && status == http.StatusOK
 }
 
-// fetch GETs url within one attempt's timeout; the caller closes the body,
-// which the timeout also covers.
-func (c *dockerCluster) fetch(url string) (*http.Response, error) {
+// get GETs url and reads its whole answer within one attempt's timeout.
+func (c *dockerCluster) get(url string) (status int, body []byte, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, clientAttemptTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		cancel()
-		return nil, err
+		return 0, nil, err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		cancel()
-		return nil, err
+		return 0, nil, err
 	}
-	resp.Body = cancelOnClose{resp.Body, cancel}
-	return resp, nil
-}
-
-// cancelOnClose ends a request's context once its body is closed.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b cancelOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
 }
 
 // waitWhole waits until every node is ready and sees every other alive.
 func (c *dockerCluster) waitWhole(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(dockerReadyTimeout)
-	for {
-		why := c.whole()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster did not come together within %s: %s", dockerReadyTimeout, why)
-		}
-		// Pacing a poll, not waiting for an event.
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-t.Context().Done():
-			t.Fatal("the test ended while the cluster came together")
-		}
-	}
+	nodetest.Eventually(t, dockerReadyTimeout, c.whole)
 }
 
-// whole says why the cluster is not yet whole, or "".
-func (c *dockerCluster) whole() string {
+// whole says why the cluster is not yet whole, or nil.
+func (c *dockerCluster) whole() error {
 	if up := c.Up(); len(up) != len(c.ids) {
-		return fmt.Sprintf("ready: %v", up)
+		return fmt.Errorf("ready: %v", up)
 	}
 	for _, id := range c.ids {
 		cl, err := c.client(id)
 		if err != nil {
-			return err.Error()
+			return err
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, clientAttemptTimeout)
 		info, err := cl.Cluster(ctx)
 		cancel()
 		if err != nil {
-			return fmt.Sprintf("%s: %v", id, err)
+			return fmt.Errorf("%s: %w", id, err)
 		}
 		alive := 0
 		for _, m := range info.Members {
@@ -396,10 +364,10 @@ func (c *dockerCluster) whole() string {
 			}
 		}
 		if alive != len(c.ids) {
-			return fmt.Sprintf("%s sees %d of %d members alive", id, alive, len(c.ids))
+			return fmt.Errorf("%s sees %d of %d members alive", id, alive, len(c.ids))
 		}
 	}
-	return ""
+	return nil
 }
 
 func (c *dockerCluster) Nodes() []string { return c.ids }
@@ -545,19 +513,16 @@ func (c *dockerCluster) PendingHints() (int, error) {
 }
 
 func (c *dockerCluster) pendingHints(base string) (int, error) {
-	resp, err := c.fetch(base + "/metrics")
+	status, body, err := c.get(base + "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("/metrics answered %s", resp.Status)
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("/metrics answered %d", status)
 	}
 	total := 0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
+	for line := range strings.Lines(string(body)) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
 		if !ok || !(name == "dynamo_hints_pending" || strings.HasPrefix(name, "dynamo_hints_pending{")) {
 			continue
 		}
@@ -567,7 +532,7 @@ func (c *dockerCluster) pendingHints(base string) (int, error) {
 		}
 		total += int(f)
 	}
-	return total, sc.Err()
+	return total, nil
 }
 
 // Kill sends SIGKILL: no shutdown, only what was fsynced survives.
